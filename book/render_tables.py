@@ -1,0 +1,60 @@
+"""Render verdict tables for the book from the committed verify results (no recomputation).
+
+Reads ``results/verify_full.json`` (written by ``nox -s study``) and, where present,
+``results/verify_quick.json``; writes ``book/_generated/<paper>_verdicts.md`` (one per paper).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = Path(__file__).parent / "_generated"
+
+
+def _fmt(x) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    if isinstance(x, list) and len(x) == 2:
+        return f"[{_fmt(x[0])}, {_fmt(x[1])}]"
+    return "—" if x is None else str(x)
+
+
+def render(rows: list[dict], label: str) -> dict[str, str]:
+    by_paper: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_paper[r["id"].split(".")[0]].append(r)
+    pages = {}
+    for paper, items in by_paper.items():
+        lines = [f"| claim ({label}) | expected | measured | 95 % CI | holds | s |",
+                 "|---|---|---|---|---|---|"]
+        for r in sorted(items, key=lambda r: r["id"]):
+            lines.append(f"| `{r['id']}` | {_fmt(r['expected'])} | {_fmt(r['measured'])} | "
+                         f"{_fmt(r['ci'])} | {'yes' if r['holds'] else '**no**'} | "
+                         f"{r['seconds']:.1f} |")
+        pages[paper] = "\n".join(lines) + "\n"
+    return pages
+
+
+def main() -> int:
+    OUT.mkdir(exist_ok=True)
+    found = False
+    for label, name in (("full study", "verify_full.json"), ("quick", "verify_quick.json")):
+        path = ROOT / "results" / name
+        if not path.exists():
+            continue
+        found = True
+        for paper, text in render(json.loads(path.read_text()), label).items():
+            suffix = "" if label == "full study" else "_quick"
+            (OUT / f"{paper}_verdicts{suffix}.md").write_text(text)
+    if not found:
+        print("error: no results/verify_*.json; run `nox -s study` first", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

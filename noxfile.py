@@ -1,0 +1,82 @@
+"""nox sessions: lint and tests by default; bench, plots, book, gpu on request.
+
+Sessions reuse the current interpreter's packages (``venv_backend="none"``) when
+``THEORYLAB_NOX_REUSE=1``; otherwise each session builds a venv and installs the project with
+the extras it needs (torch==2.13.0 is pinned in pyproject so no CUDA build is pulled).
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.needs_version = ">=2024.4"
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+REUSE = os.environ.get("THEORYLAB_NOX_REUSE") == "1"
+BACKEND = "none" if REUSE else "virtualenv"
+
+
+def _install(session: nox.Session, extras: str) -> None:
+    if not REUSE:
+        session.install("torch==2.13.0")
+        session.install("-e", f".[{extras}]")
+
+
+@nox.session(venv_backend=BACKEND)
+def lint(session: nox.Session) -> None:
+    """ruff on the package, tests, benchmarks and this file."""
+    if not REUSE:
+        session.install("ruff")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session(venv_backend=BACKEND)
+def tests(session: nox.Session) -> None:
+    """The test suite (what CI runs); pass pytest arguments after `--`."""
+    _install(session, "dev")
+    args = session.posargs or ["-q", "-m", "not slow", "-n", "2", "--dist", "loadfile"]
+    session.run("python", "-m", "pytest", *args)
+
+
+@nox.session(venv_backend=BACKEND, default=False)
+def bench(session: nox.Session) -> None:
+    """Speed benchmarks, each side by side with its baseline; results in benchmarks/results/."""
+    _install(session, "dev")
+    quick = ["--quick"] if "--quick" in session.posargs else []
+    for script in sorted(os.listdir("benchmarks")):
+        if script.startswith("bench_") and script.endswith(".py"):
+            session.run("python", f"benchmarks/{script}", *quick)
+
+
+@nox.session(venv_backend=BACKEND, default=False)
+def study(session: nox.Session) -> None:
+    """The full default studies and verdicts (long): results/verify_full.json + the store."""
+    _install(session, "dev")
+    prefixes = session.posargs or []
+    session.run("theorylab", "verify", "--json", "results/verify_full.json", *prefixes,
+                success_codes=[0, 1])
+
+
+@nox.session(venv_backend=BACKEND, default=False)
+def plots(session: nox.Session) -> None:
+    """Rebuild every figure from the store into book/figures (no recomputation)."""
+    _install(session, "dev")
+    session.run("theorylab", "plot", "all", "--outdir", "book/figures")
+
+
+@nox.session(venv_backend=BACKEND, default=False)
+def book(session: nox.Session) -> None:
+    """Build the Jupyter Book offline (MathJax served from the book, not a CDN)."""
+    _install(session, "dev,book")
+    session.run("python", "book/ship_mathjax.py")
+    session.run("python", "book/render_tables.py")
+    session.run("jupyter-book", "build", "book", "--warningiserror", "--keep-going")
+
+
+@nox.session(venv_backend=BACKEND, default=False)
+def gpu(session: nox.Session) -> None:
+    """The device checks (run on a machine with CUDA; writes its numbers under $OUT or results/)."""
+    session.run("python", "scripts/gpu_check.py", *session.posargs)

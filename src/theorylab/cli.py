@@ -1,0 +1,197 @@
+"""Command line: ``theorylab list | verify | run | plot``. Thin: parse, call the library, print.
+
+Errors that theorylab raises on purpose print as one line (``error: ...``) with exit status 2;
+``verify`` exits 1 when a claim that must hold does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from theorylab.errors import ConfigError, TheorylabError
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="the CI-sized form (fewer sizes/replicates)")
+    p.add_argument("--store", type=Path, default=None,
+                   help="SQLite results store (default $THEORYLAB_STORE or theorylab-results/results.sqlite)")
+    p.add_argument("--executor", default="process", choices=("process", "serial", "dask"))
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--dask", default=None, metavar="ADDRESS",
+                   help="Dask scheduler address (or 'local'); implies --executor dask")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="theorylab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list claims, studies and figures")
+    p.add_argument("prefixes", nargs="*", metavar="ID-PREFIX")
+
+    p = sub.add_parser("verify", help="check claims by measurement and print a table")
+    p.add_argument("prefixes", nargs="*", metavar="ID-PREFIX")
+    p.add_argument("--json", type=Path, default=None, help="write one object per claim here")
+    _add_run_options(p)
+
+    p = sub.add_parser("run", help="run (or resume) one study into the store")
+    p.add_argument("study")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a config field (VALUE parsed as JSON, else a string)")
+    _add_run_options(p)
+
+    p = sub.add_parser("plot", help="rebuild a figure from the store alone (no recomputation)")
+    p.add_argument("name", help="figure name, or 'all'")
+    p.add_argument("--quick", action="store_true", help="plot the quick form's results")
+    p.add_argument("--store", type=Path, default=None)
+    p.add_argument("--outdir", type=Path, default=Path("theorylab-results/figures"))
+    return parser
+
+
+def _context(args, figdir: Path | None = None):
+    from theorylab.claims import Context
+    from theorylab.store import Store
+    from theorylab.sweep import Sweeper
+    store = Store(args.store)
+    executor = "dask" if getattr(args, "dask", None) else getattr(args, "executor", "serial")
+    if getattr(args, "workers", None) is not None and args.workers < 1:
+        raise ConfigError(f"'--workers' must be an int >= 1. Got {args.workers}.")
+    sweeper = Sweeper(store, executor=executor, n_workers=getattr(args, "workers", None),
+                      dask_address=getattr(args, "dask", None),
+                      progress=not getattr(args, "no_progress", True))
+    return Context(store, sweeper, quick=args.quick,
+                   figdir=figdir or store.path.parent / "figures")
+
+
+def _cmd_list(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from theorylab.claims import select
+    from theorylab.plotting import FIGURES
+    from theorylab.study import STUDIES
+    table = Table("claim", "paper", "kind", "statement", title="claims")
+    for c in select(args.prefixes):
+        table.add_row(c.id, c.paper, c.kind, c.statement)
+    console = Console()
+    console.print(table)
+    console.print("studies: " + ", ".join(sorted(STUDIES)))
+    console.print("figures: " + ", ".join(sorted(FIGURES)))
+    return 0
+
+
+def _fmt(x) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    if isinstance(x, (list, tuple)) and len(x) == 2:
+        return f"[{_fmt(x[0])}, {_fmt(x[1])}]"
+    return "" if x is None else str(x)
+
+
+def _cmd_verify(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from theorylab.claims import select, verify
+    claims = select(args.prefixes)
+    console = Console(stderr=False)
+    ctx = _context(args)
+    rows = []
+
+    def show(res):
+        j = res.to_json()
+        rows.append(j)
+        mark = "[green]yes[/]" if res.holds else "[red]NO[/]"
+        console.print(f"{mark:>14}  {j['id']}  measured={_fmt(j['measured'])} "
+                      f"expected={_fmt(j['expected'])} ({j['seconds']:.1f}s)"
+                      + (f"  error: {res.error}" if res.error else ""))
+
+    try:
+        results = verify(claims, ctx, on_result=show)
+    finally:
+        ctx.sweeper.close()
+        if args.json is not None:  # whatever finished is written, even after Ctrl-C
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    table = Table("claim", "expected", "measured", "CI", "holds", "seconds",
+                  title=f"theorylab verify{' --quick' if args.quick else ''}")
+    for j in rows:
+        table.add_row(j["id"], _fmt(j["expected"]), _fmt(j["measured"]), _fmt(j["ci"]),
+                      "yes" if j["holds"] else "NO", f"{j['seconds']:.1f}")
+    console.print(table)
+    failed = [r for r in results if r.claim.must_hold and not r.holds]
+    console.print(f"{len(results) - len(failed)} of {len(results)} claims hold; "
+                  f"{sum(r.seconds for r in results):.1f} s")
+    return 1 if failed else 0
+
+
+def _parse_set(items: list[str]) -> dict:
+    values = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"'--set' must be FIELD=VALUE. Got {item!r}.")
+        key, raw = item.split("=", 1)
+        try:
+            values[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key.strip()] = raw
+    for k, v in values.items():  # JSON lists → tuples, as frozen configs hold them
+        if isinstance(v, list):
+            values[k] = tuple(v)
+    return values
+
+
+def _cmd_run(args) -> int:
+    from theorylab.claims import load_all
+    from theorylab.study import STUDIES, config_hash
+    load_all()
+    if args.study not in STUDIES:
+        raise ConfigError(f"unknown study '{args.study}'; known: {', '.join(sorted(STUDIES))}.")
+    study = STUDIES[args.study]()
+    if args.set:
+        study = study.replace(**_parse_set(args.set))
+    if args.quick:
+        study = study.quick()
+    ctx = _context(args)
+    try:
+        table = ctx.run(study)
+    finally:
+        ctx.sweeper.close()
+    print(f"{study.name} (config {config_hash(study)}): {len(table)} units in {ctx.store.path}")
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    from theorylab.plotting import FIGURES, select_figure
+    ctx = _context(args, figdir=args.outdir)
+    names = sorted(FIGURES) if args.name == "all" else [args.name]
+    if args.name == "all":
+        from theorylab.claims import load_all
+        load_all()
+        names = sorted(FIGURES)
+    for name in names:
+        for path in select_figure(name).make(ctx):
+            print(path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"list": _cmd_list, "verify": _cmd_verify, "run": _cmd_run, "plot": _cmd_plot}
+    try:
+        return handler[args.command](args)
+    except TheorylabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished units are in the store; rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,638 @@
+r"""Softmax-gated mixture of experts: prediction, analytic Jacobian and the least-squares fit (numba).
+
+Nguyen, Ho, Rinaldo, "On Least Squares Estimation in Softmax Gating Mixture of Experts"
+(arXiv 2402.02952, ICML 2024), the regression model of Section 2:
+
+.. math::
+
+    f_G(x) = \sum_{i=1}^{k} \mathrm{softmax}_i(\beta_{1i}^\top x + \beta_{0i})\, h(x, \eta_i),
+    \qquad \hat G_n \in \arg\min_G \sum_{i=1}^n (Y_i - f_G(X_i))^2 .
+
+Expert families (:data:`FAMILIES`), with the feature vector
+:math:`z(x) = (x, x^{\circ 2}, \dots, x^{\circ p}, 1) \in \mathbb{R}^m` and
+:math:`h(x, \eta) = \varphi(\eta^\top z(x))`:
+
+* ``"sigmoid"``, ``"tanh"``: :math:`\varphi` = sigmoid / tanh, :math:`p = 1`, :math:`\eta = (a, b)`,
+  :math:`m = d + 1` (a one-neuron feed-forward expert, the paper's strongly identifiable case);
+* ``"linear"``: :math:`\varphi = \mathrm{id}`, :math:`p = 1` (:math:`h = a^\top x + b`);
+* ``"polynomial"``: :math:`\varphi = \mathrm{id}`, degree :math:`p` =
+  ``degree``, :math:`h = b + \sum_{j=1}^p a_j^\top x^{\circ j}`, :math:`m = p d + 1`.
+
+The gate is identified by fixing the LAST atom's gate, :math:`\beta_{1k} = 0, \beta_{0k} = 0`
+(the paper's convention); :func:`pack` therefore drops it. The free-parameter vector is
+
+``theta = [beta1[0..k-2].ravel(), beta0[0..k-2], eta.ravel()]``, of length
+:math:`P = (k-1)(d+1) + k m`.
+
+Public API
+----------
+``FAMILIES``, ``MoEParams``, ``n_eta``, ``n_free``, ``pack``, ``unpack``, ``moe_predict``,
+``residuals_jacobian`` (residual convention :math:`r = f_G(X) - y`, so :math:`J = \partial f/\partial\theta`),
+``objective``, ``fit_lse`` -> ``FitResult``, ``random_start`` (the data-driven starts fit_lse uses),
+and, re-exported from :mod:`theorylab.kernels.moe_voronoi`, the Voronoi losses ``voronoi_cells``,
+``voronoi_d1``, ``voronoi_d2``, ``atom_errors``, ``l2_error``. Slow twins written straight from the
+formulas (``_slow_moe_predict``, ``_slow_residuals``, ``_slow_jacobian``, ``_slow_voronoi_d1``, ...)
+back the tests.
+
+The numba kernels are serial (``@njit(cache=True)``, no ``parallel``): a sweep runs many fits on
+all cores. Public functions validate their input once and raise a one-line
+:class:`~theorylab.errors.ConfigError` / :class:`~theorylab.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from theorylab.errors import ConfigError, InputError
+from theorylab.validation import check_choice, check_finite, check_int, check_real, check_shape
+
+__all__ = [
+    "FAMILIES", "MoEParams", "FitResult", "n_eta", "n_free", "pack", "unpack", "moe_predict",
+    "residuals_jacobian", "objective", "fit_lse", "random_start",
+    "voronoi_cells", "voronoi_d1", "voronoi_d2", "atom_errors", "l2_error",
+]
+
+FAMILIES = ("sigmoid", "tanh", "linear", "polynomial")
+_ACT = {"sigmoid": 0, "tanh": 1, "linear": 2, "polynomial": 2}  # 2 = identity activation
+
+
+class MoEParams(NamedTuple):
+    """Mixing measure :math:`G = \\sum_i e^{\\beta_{0i}}\\delta_{(\\beta_{1i}, \\eta_i)}`.
+
+    beta1 : (k, d) gate slopes; beta0 : (k,) gate intercepts; eta : (k, m) expert parameters
+    (``eta[i] = (a_1, ..., a_p, b)``, each :math:`a_j \\in \\mathbb{R}^d`).
+    """
+
+    beta1: np.ndarray
+    beta0: np.ndarray
+    eta: np.ndarray
+
+
+class FitResult(NamedTuple):
+    """Outcome of :func:`fit_lse`: best parameters, their packed form and diagnostics.
+
+    objective is :math:`\\sum_i (Y_i - f_{\\hat G}(X_i))^2` on the full data; n_iter the LM
+    iterations of the returned polish; converged whether its stopping rule fired before max_iter;
+    n_starts the number of random starts screened.
+    """
+
+    params: MoEParams
+    theta: np.ndarray
+    objective: float
+    n_iter: int
+    converged: bool
+    n_starts: int
+
+
+def _deg(family: str, degree: int) -> int:
+    return int(degree) if family == "polynomial" else 1
+
+
+def n_eta(family: str, d: int, degree: int = 1) -> int:
+    """Length m of one expert's parameter: d + 1, or p d + 1 for polynomial experts."""
+    check_choice(None, "family", family, FAMILIES)
+    return _deg(family, degree) * int(d) + 1
+
+
+def n_free(k: int, d: int, family: str, degree: int = 1) -> int:
+    """Number of free parameters P = (k - 1)(d + 1) + k m (last gate fixed at 0)."""
+    return (k - 1) * (d + 1) + k * n_eta(family, d, degree)
+
+
+def pack(params: MoEParams) -> np.ndarray:
+    """Free-parameter vector theta; the last gate is dropped after translating it to 0.
+
+    Gate translation :math:`(\\beta_{1i}, \\beta_{0i}) \\mapsto (\\beta_{1i} - \\beta_{1k},
+    \\beta_{0i} - \\beta_{0k})` leaves :math:`f_G` unchanged, so any ``params`` packs exactly.
+    """
+    b1 = np.asarray(params.beta1, dtype=float)
+    b0 = np.asarray(params.beta0, dtype=float)
+    eta = np.asarray(params.eta, dtype=float)
+    b1 = b1 - b1[-1]
+    b0 = b0 - b0[-1]
+    return np.concatenate([b1[:-1].ravel(), b0[:-1], eta.ravel()])
+
+
+def unpack(theta, k: int, d: int, family: str, degree: int = 1) -> MoEParams:
+    """Inverse of :func:`pack`: the last atom gets :math:`\\beta_{1k} = 0, \\beta_{0k} = 0`."""
+    m = n_eta(family, d, degree)
+    theta = np.asarray(theta, dtype=float)
+    if theta.shape != ((k - 1) * (d + 1) + k * m,):
+        raise InputError(f"'theta' must have shape ({(k - 1) * (d + 1) + k * m},) for k={k}, "
+                         f"d={d}, family={family!r}. Got {theta.shape}.")
+    g1 = (k - 1) * d
+    beta1 = np.zeros((k, d))
+    beta1[:-1] = theta[:g1].reshape(k - 1, d)
+    beta0 = np.zeros(k)
+    beta0[:-1] = theta[g1:g1 + k - 1]
+    eta = theta[g1 + k - 1:].reshape(k, m).copy()
+    return MoEParams(beta1, beta0, eta)
+
+
+# ----------------------------------------------------------------------------------------------
+# numba core: one pass over the data per call; J is never stored
+# ----------------------------------------------------------------------------------------------
+
+@njit(cache=True, inline="always")
+def _point(X, j, theta, k, d, act, deg, z, lg, pi, h, hp):
+    """Fill z (features), pi (gates), h, hp (expert values / slopes) at row j; return f(X[j])."""
+    m = deg * d + 1
+    g1 = (k - 1) * d
+    e0 = g1 + k - 1
+    scalar = d == 1 and deg == 1  # fast path of the study's setting (x in R, eta = (a, b))
+    x0 = X[j, 0]
+    if scalar:
+        z[0] = x0
+        z[1] = 1.0
+    else:
+        for t in range(d):
+            v = X[j, t]
+            z[t] = v
+            for p in range(1, deg):
+                z[p * d + t] = z[(p - 1) * d + t] * v
+        z[m - 1] = 1.0
+    mx = 0.0  # the last logit is 0
+    for i in range(k - 1):
+        if scalar:
+            s = theta[g1 + i] + theta[i] * x0
+        else:
+            s = theta[g1 + i]
+            for t in range(d):
+                s += theta[i * d + t] * z[t]
+        lg[i] = s
+        if s > mx:
+            mx = s
+    lg[k - 1] = 0.0
+    tot = 0.0
+    f = 0.0
+    for i in range(k):
+        e = np.exp(lg[i] - mx)  # log-sum-exp shift: finite for any finite logits
+        pi[i] = e
+        tot += e
+        if scalar:
+            u = theta[e0 + 2 * i] * x0 + theta[e0 + 2 * i + 1]
+        else:
+            u = 0.0
+            for q in range(m):
+                u += theta[e0 + i * m + q] * z[q]
+        if act == 0:
+            if u >= 0.0:
+                sg = 1.0 / (1.0 + np.exp(-u))
+            else:
+                ex = np.exp(u)
+                sg = ex / (1.0 + ex)
+            h[i] = sg
+            hp[i] = sg * (1.0 - sg)
+        elif act == 1:
+            th = np.tanh(u)
+            h[i] = th
+            hp[i] = 1.0 - th * th
+        else:
+            h[i] = u
+            hp[i] = 1.0
+        f += e * h[i]
+    inv = 1.0 / tot
+    for i in range(k):
+        pi[i] *= inv
+    return f * inv
+
+
+@njit(cache=True)
+def _predict_core(X, theta, k, act, deg):
+    n, d = X.shape
+    m = deg * d + 1
+    z = np.empty(m)
+    lg = np.empty(k)
+    pi = np.empty(k)
+    h = np.empty(k)
+    hp = np.empty(k)
+    out = np.empty(n)
+    for j in range(n):
+        out[j] = _point(X, j, theta, k, d, act, deg, z, lg, pi, h, hp)
+    return out
+
+
+@njit(cache=True, inline="always")
+def _grad_point(f, k, d, deg, z, pi, h, hp, grad):
+    """grad = d f(x) / d theta (analytic): softmax part pi_j (h_j - f) (x, 1), expert part pi_i phi' z."""
+    m = deg * d + 1
+    g1 = (k - 1) * d
+    e0 = g1 + k - 1
+    for j in range(k - 1):
+        c = pi[j] * (h[j] - f)
+        for t in range(d):
+            grad[j * d + t] = c * z[t]
+        grad[g1 + j] = c
+    for i in range(k):
+        c = pi[i] * hp[i]
+        for q in range(m):
+            grad[e0 + i * m + q] = c * z[q]
+
+
+@njit(cache=True)
+def _jacobian_core(X, y, theta, k, act, deg):
+    n, d = X.shape
+    m = deg * d + 1
+    P = theta.shape[0]
+    z = np.empty(m)
+    lg = np.empty(k)
+    pi = np.empty(k)
+    h = np.empty(k)
+    hp = np.empty(k)
+    r = np.empty(n)
+    J = np.empty((n, P))
+    for j in range(n):
+        f = _point(X, j, theta, k, d, act, deg, z, lg, pi, h, hp)
+        r[j] = f - y[j]
+        _grad_point(f, k, d, deg, z, pi, h, hp, J[j])
+    return r, J
+
+
+@njit(cache=True)
+def _sse_core(X, y, theta, k, act, deg):
+    n, d = X.shape
+    m = deg * d + 1
+    z = np.empty(m)
+    lg = np.empty(k)
+    pi = np.empty(k)
+    h = np.empty(k)
+    hp = np.empty(k)
+    s = 0.0
+    for j in range(n):
+        r = _point(X, j, theta, k, d, act, deg, z, lg, pi, h, hp) - y[j]
+        s += r * r
+    return s
+
+
+@njit(cache=True)
+def _normal_core(X, y, theta, k, act, deg, A, g):
+    """One pass: A = J^T J (upper triangle, then mirrored), g = J^T r; return S = r^T r."""
+    n, d = X.shape
+    m = deg * d + 1
+    P = theta.shape[0]
+    z = np.empty(m)
+    lg = np.empty(k)
+    pi = np.empty(k)
+    h = np.empty(k)
+    hp = np.empty(k)
+    grad = np.empty(P)
+    A[:, :] = 0.0
+    g[:] = 0.0
+    s = 0.0
+    for j in range(n):
+        f = _point(X, j, theta, k, d, act, deg, z, lg, pi, h, hp)
+        r = f - y[j]
+        s += r * r
+        _grad_point(f, k, d, deg, z, pi, h, hp, grad)
+        for p in range(P):
+            gp = grad[p]
+            g[p] += gp * r
+            for q in range(p, P):
+                A[p, q] += gp * grad[q]
+    for p in range(P):
+        for q in range(p):
+            A[p, q] = A[q, p]
+    return s
+
+
+@njit(cache=True)
+def _chol_solve(M, b, out):
+    """Solve M out = b for symmetric positive definite M (Cholesky); False if not SPD."""
+    P = M.shape[0]
+    L = np.zeros((P, P))
+    for i in range(P):
+        for j in range(i + 1):
+            s = M[i, j]
+            for t in range(j):
+                s -= L[i, t] * L[j, t]
+            if i == j:
+                if s <= 0.0 or not np.isfinite(s):
+                    return False
+                L[i, i] = np.sqrt(s)
+            else:
+                L[i, j] = s / L[j, j]
+    w = np.empty(P)
+    for i in range(P):
+        s = b[i]
+        for t in range(i):
+            s -= L[i, t] * w[t]
+        w[i] = s / L[i, i]
+    for i in range(P - 1, -1, -1):
+        s = w[i]
+        for t in range(i + 1, P):
+            s -= L[t, i] * out[t]
+        out[i] = s / L[i, i]
+    return True
+
+
+@njit(cache=True)
+def _lm_core(X, y, theta0, k, act, deg, max_iter, tol):
+    r"""Levenberg–Marquardt with Marquardt scaling and Nielsen's damping update.
+
+    Step: :math:`(J^\top J + \lambda\,\mathrm{diag}(J^\top J))\,\delta = -J^\top r`; accept if the
+    SSE drops. Stops when an accepted step lowers the SSE by less than ``tol`` (relative) and
+    :math:`\|\delta\| \le \sqrt{tol}(\|\theta\| + \sqrt{tol})`, when :math:`J^\top r = 0`, or when
+    the damping blows up (no descent possible in floating point). Returns (theta, S, iters, converged).
+    """
+    P = theta0.shape[0]
+    theta = theta0.copy()
+    trial = np.empty(P)
+    A = np.empty((P, P))
+    g = np.empty(P)
+    M = np.empty((P, P))
+    rhs = np.empty(P)
+    delta = np.empty(P)
+    S = _normal_core(X, y, theta, k, act, deg, A, g)
+    dmax = 0.0
+    for p in range(P):
+        dmax = max(dmax, A[p, p])
+    lam = 1e-3
+    nu = 2.0
+    it = 0
+    converged = False
+    stol = np.sqrt(tol)
+    while it < max_iter:
+        it += 1
+        gmax = 0.0
+        for p in range(P):
+            gmax = max(gmax, abs(g[p]))
+        if gmax <= 1e-300 or S <= 1e-300:
+            converged = True
+            break
+        floor = 1e-12 * max(dmax, 1e-300)
+        for p in range(P):
+            for q in range(P):
+                M[p, q] = A[p, q]
+            M[p, p] += lam * max(A[p, p], floor)
+            rhs[p] = -g[p]
+        if not _chol_solve(M, rhs, delta):
+            lam *= nu
+            nu *= 2.0
+            if lam > 1e16:
+                break
+            continue
+        nd = 0.0
+        nt = 0.0
+        for p in range(P):
+            trial[p] = theta[p] + delta[p]
+            nd += delta[p] * delta[p]
+            nt += theta[p] * theta[p]
+        S_new = _sse_core(X, y, trial, k, act, deg)
+        # predicted decrease of the Gauss-Newton model: -(2 g.d + d^T A d) = d^T(lam D d - g) > 0
+        pred = 0.0
+        for p in range(P):
+            pred += delta[p] * (lam * max(A[p, p], floor) * delta[p] - g[p])
+        if np.isfinite(S_new) and S_new < S:
+            rel = (S - S_new) / S
+            rho = (S - S_new) / pred if pred > 0.0 else 1.0
+            theta[:] = trial
+            S = _normal_core(X, y, theta, k, act, deg, A, g)
+            for p in range(P):
+                dmax = max(dmax, A[p, p])
+            lam *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
+            lam = max(lam, 1e-15)
+            nu = 2.0
+            if rel < tol and np.sqrt(nd) <= stol * (np.sqrt(nt) + stol):
+                converged = True
+                break
+        else:
+            lam *= nu
+            nu *= 2.0
+            if lam > 1e16:
+                converged = True  # no descent direction left at machine precision
+                break
+    return theta, S, it, converged
+
+
+# ----------------------------------------------------------------------------------------------
+# validation at the boundary
+# ----------------------------------------------------------------------------------------------
+
+def _check_X(X, y=None):
+    X = check_finite("X", np.asarray(X, dtype=float))
+    if X.ndim == 1:
+        X = X[:, None]
+    check_shape("X", X, (-1, -1))
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        raise InputError(f"'X' must have at least one row and one column. Got shape {X.shape}.")
+    if y is None:
+        return np.ascontiguousarray(X)
+    y = check_finite("y", np.asarray(y, dtype=float))
+    check_shape("y", y, (X.shape[0],))
+    return np.ascontiguousarray(X), np.ascontiguousarray(y)
+
+
+def _check_family(family, degree, owner=None):
+    check_choice(owner, "family", family, FAMILIES)
+    check_int(owner, "degree", degree, lo=1)
+    return _ACT[family], _deg(family, degree)
+
+
+def _check_params(params, d, family, degree, name="params"):
+    if not isinstance(params, MoEParams):
+        raise InputError(f"'{name}' must be a MoEParams. Got {type(params).__name__}.")
+    b1 = check_finite(f"{name}.beta1", np.asarray(params.beta1, dtype=float))
+    k = b1.shape[0] if b1.ndim == 2 else -1
+    check_shape(f"{name}.beta1", b1, (-1, d))
+    if k < 1:
+        raise InputError(f"'{name}.beta1' must have at least one row (k >= 1). Got {b1.shape}.")
+    b0 = check_shape(f"{name}.beta0", check_finite(f"{name}.beta0", np.asarray(params.beta0, float)), (k,))
+    eta = check_shape(f"{name}.eta", check_finite(f"{name}.eta", np.asarray(params.eta, float)),
+                      (k, n_eta(family, d, degree)))
+    return MoEParams(b1, b0, eta)
+
+
+def moe_predict(X, params: MoEParams, family: str, degree: int = 1) -> np.ndarray:
+    """:math:`f_G(X_j)` for each row of X (n, d); stable log-sum-exp softmax (finite for logits ±1e4).
+
+    Examples
+    --------
+    >>> p = MoEParams(np.array([[1.0], [0.0]]), np.zeros(2), np.array([[0.0, 1.0], [0.0, -1.0]]))
+    >>> float(moe_predict(np.zeros((1, 1)), p, "linear")[0])
+    0.0
+    """
+    act, deg = _check_family(family, degree)
+    X = _check_X(X)
+    params = _check_params(params, X.shape[1], family, degree)
+    return _predict_core(X, pack(params), params.beta1.shape[0], act, deg)
+
+
+def residuals_jacobian(theta, X, y, family: str, degree: int, k: int):
+    """Residuals :math:`r_j = f_G(X_j) - Y_j` and the analytic Jacobian :math:`J = \\partial r/\\partial\\theta`.
+
+    With :math:`\\pi_i` the gates, :math:`u_i = \\eta_i^\\top z(x)`:
+    :math:`\\partial f/\\partial\\beta_{1j} = \\pi_j (h_j - f) x`,
+    :math:`\\partial f/\\partial\\beta_{0j} = \\pi_j (h_j - f)` (j < k),
+    :math:`\\partial f/\\partial\\eta_i = \\pi_i \\varphi'(u_i) z(x)`.
+    Returns (r (n,), J (n, P)).
+    """
+    act, deg = _check_family(family, degree)
+    check_int(None, "k", k, lo=1)
+    X, y = _check_X(X, y)
+    theta = check_finite("theta", np.asarray(theta, dtype=float))
+    check_shape("theta", theta, (n_free(k, X.shape[1], family, degree),))
+    return _jacobian_core(X, y, np.ascontiguousarray(theta), k, act, deg)
+
+
+def objective(X, y, params: MoEParams, family: str, degree: int = 1) -> float:
+    """Least-squares objective :math:`\\sum_j (Y_j - f_G(X_j))^2`."""
+    act, deg = _check_family(family, degree)
+    X, y = _check_X(X, y)
+    params = _check_params(params, X.shape[1], family, degree)
+    return float(_sse_core(X, y, pack(params), params.beta1.shape[0], act, deg))
+
+
+# ----------------------------------------------------------------------------------------------
+# multi-start LSE
+# ----------------------------------------------------------------------------------------------
+
+def random_start(rng: np.random.Generator, X, y, family: str, k: int, degree: int = 1,
+                 init_scale: float = 3.0) -> np.ndarray:
+    """One data-driven start theta (never uses the true parameters).
+
+    Gates: slopes :math:`\\mathcal{N}(0, (s/\\mathrm{sd}(X))^2)` with :math:`s = 0.5\\,`init_scale,
+    intercepts :math:`\\mathcal{N}(0, 1)`. Sigmoid/tanh experts: a random direction with slope
+    :math:`|\\mathcal{N}(0, \\text{init\\_scale}^2)|/\\mathrm{sd}(X)` whose transition passes through a
+    random data point. Linear/polynomial experts: least squares of y on z(x) over the points
+    nearest a random data point (a local fit), so starts live on the scale of the data.
+    """
+    n, d = X.shape
+    deg = _deg(family, degree)
+    m = deg * d + 1
+    sx = X.std(axis=0) + 1e-12
+    beta1 = rng.normal(0.0, 0.5 * init_scale, size=(k, d)) / sx
+    beta0 = rng.normal(0.0, 1.0, size=k)
+    eta = np.empty((k, m))
+    if family in ("sigmoid", "tanh"):
+        for i in range(k):
+            w = rng.normal(size=d)
+            w /= np.linalg.norm(w) + 1e-300
+            a = w * abs(rng.normal(0.0, init_scale)) / sx
+            c = X[rng.integers(n)]
+            eta[i, :d] = a
+            eta[i, d] = -a @ c + rng.normal(0.0, 0.5)
+    else:
+        Z = np.concatenate([X ** (p + 1) for p in range(deg)] + [np.ones((n, 1))], axis=1)
+        size = min(n, max(2 * m, n // k))
+        for i in range(k):
+            c = X[rng.integers(n)]
+            idx = np.argsort(((X - c) ** 2).sum(axis=1))[:size]
+            coef, *_ = np.linalg.lstsq(Z[idx], y[idx], rcond=None)
+            eta[i] = coef + rng.normal(0.0, 0.1, size=m) * (np.abs(coef) + 0.1)
+    return pack(MoEParams(beta1, beta0, eta))
+
+
+def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: int = 12,
+            max_iter: int = 200, tol: float = 1e-10, screen_size: int = 2000, n_polish: int = 2,
+            init_scale: float = 3.0, screen_iter: int | None = None) -> FitResult:
+    """Least-squares estimate :math:`\\hat G_n \\in \\arg\\min_G \\sum_i (Y_i - f_G(X_i))^2`.
+
+    Multi-start Levenberg–Marquardt: ``n_starts`` data-driven starts (:func:`random_start`,
+    ``np.random.default_rng(seed)``) are run on a random subsample of ``min(n, screen_size)``
+    points for ``screen_iter`` (default ``max_iter``) iterations; the ``n_polish`` best are then
+    polished on the full data for up to ``max_iter`` iterations and the lowest objective wins.
+
+    Returns
+    -------
+    FitResult(params, theta, objective, n_iter, converged, n_starts)
+
+    Raises
+    ------
+    ConfigError
+        unknown family; k, degree, n_starts, max_iter, screen_size, n_polish < 1; bad tol/init_scale.
+    InputError
+        non-finite or mis-shaped X / y; fewer points than free parameters.
+    """
+    owner = "fit_lse"
+    act, deg = _check_family(family, degree, owner)
+    check_int(owner, "k", k, lo=1)
+    check_int(owner, "seed", seed, lo=0)
+    check_int(owner, "n_starts", n_starts, lo=1)
+    check_int(owner, "max_iter", max_iter, lo=1)
+    check_int(owner, "screen_size", screen_size, lo=1)
+    check_int(owner, "n_polish", n_polish, lo=1)
+    check_real(owner, "tol", tol, lo=0.0, lo_open=True)
+    check_real(owner, "init_scale", init_scale, lo=0.0, lo_open=True)
+    screen_iter = max_iter if screen_iter is None else check_int(owner, "screen_iter", screen_iter, lo=1)
+    X, y = _check_X(X, y)
+    n, d = X.shape
+    P = n_free(k, d, family, degree)
+    if n < P:
+        raise InputError(f"'X' of fit_lse must have at least as many rows as free parameters "
+                         f"({P} for k={k}, d={d}, family={family!r}). Got {n}.")
+    rng = np.random.default_rng(seed)
+    if n > screen_size:
+        sub = np.sort(rng.choice(n, size=max(screen_size, P), replace=False))
+        Xs, ys = np.ascontiguousarray(X[sub]), np.ascontiguousarray(y[sub])
+    else:
+        Xs, ys = X, y
+    screened = []
+    for _ in range(n_starts):
+        th0 = random_start(rng, Xs, ys, family, k, degree, init_scale)
+        th, S, it, conv = _lm_core(Xs, ys, th0, k, act, deg, screen_iter, tol)
+        screened.append((S, th, it, conv))
+    screened.sort(key=lambda t: t[0])
+    best = None
+    for S, th, it, conv in screened[:n_polish]:
+        if Xs is not X or not conv or screen_iter < max_iter:
+            th, S, it, conv = _lm_core(X, y, th, k, act, deg, max_iter, tol)
+        if best is None or S < best[0]:
+            best = (S, th, it, conv)
+    S, th, it, conv = best
+    return FitResult(unpack(th, k, d, family, degree), th, float(S), int(it), bool(conv), n_starts)
+
+
+# ----------------------------------------------------------------------------------------------
+# slow reference twins (plain numpy, straight from the formulas) for the tests
+# ----------------------------------------------------------------------------------------------
+
+def _slow_features(x, family, degree):
+    return np.concatenate([x ** (p + 1) for p in range(_deg(family, degree))] + [np.ones(1)])
+
+
+def _slow_h(x, eta_i, family, degree):
+    u = float(eta_i @ _slow_features(x, family, degree))
+    if family == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-u))
+    if family == "tanh":
+        return np.tanh(u)
+    return u
+
+
+def _slow_moe_predict(X, params, family, degree=1):
+    """f_G(x) = sum_i softmax_i(beta1_i.x + beta0_i) h(x, eta_i), one point at a time."""
+    X = np.atleast_2d(np.asarray(X, float))
+    out = []
+    for x in X:
+        logits = np.array([params.beta1[i] @ x + params.beta0[i] for i in range(len(params.beta0))])
+        w = np.exp(logits - logits.max())
+        w /= w.sum()
+        out.append(sum(w[i] * _slow_h(x, params.eta[i], family, degree) for i in range(len(w))))
+    return np.array(out)
+
+
+def _slow_residuals(theta, X, y, family, degree, k):
+    """r = f_G(X) - y via unpack + the slow predictor."""
+    X = np.atleast_2d(np.asarray(X, float))
+    return _slow_moe_predict(X, unpack(theta, k, X.shape[1], family, degree), family, degree) - y
+
+
+def _slow_jacobian(theta, X, y, family, degree, k, eps=1e-6):
+    """Central finite differences of :func:`_slow_residuals`."""
+    theta = np.asarray(theta, float)
+    cols = []
+    for p in range(theta.size):
+        e = np.zeros_like(theta)
+        e[p] = eps
+        cols.append((_slow_residuals(theta + e, X, y, family, degree, k)
+                     - _slow_residuals(theta - e, X, y, family, degree, k)) / (2 * eps))
+    return np.stack(cols, axis=1)
+
+
+from theorylab.kernels.moe_voronoi import (  # noqa: E402  (re-export; voronoi needs moe_predict)
+    atom_errors, l2_error, voronoi_cells, voronoi_d1, voronoi_d2,
+    _slow_voronoi_d1, _slow_voronoi_d2,
+)

@@ -1,0 +1,94 @@
+"""The study contract: a frozen dataclass config that expands into independent units of work.
+
+A *study* is a frozen dataclass whose fields are its configuration (defaults reproduce the
+paper's setting). ``units()`` lists the units of work (small JSON-able dicts such as
+``{"n": 1000, "rep": 3}``); ``run_unit(unit)`` computes one table row deterministically (seeded
+from the unit). The store keys each row by ``(name, config_hash(), unit_key(unit))``, so a rerun
+with the same config skips finished units. ``quick()`` gives the small form that CI runs: fewer
+sizes and replications, never looser criteria.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any, ClassVar
+
+from theorylab.errors import ConfigError
+
+__all__ = ["Study", "STUDIES", "config_dict", "config_hash", "unit_key", "from_dict"]
+
+#: Every study class by its ``name`` (filled as subclasses are defined): what ``theorylab run`` runs.
+STUDIES: dict[str, type] = {}
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    return value
+
+
+def config_dict(study: Study) -> dict[str, Any]:
+    """The study's configuration as plain JSON types (its dataclass fields)."""
+    return _jsonable(study)
+
+
+def _stable_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_hash(study: Study) -> str:
+    """Stable 16-hex-digit hash of (study name, config): the store's key for one configuration."""
+    payload = _stable_json({"name": study.name, "config": config_dict(study)})
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def unit_key(unit: dict) -> str:
+    """Canonical JSON of a unit (sorted keys): the unit's key inside one configuration."""
+    return _stable_json(_jsonable(unit))
+
+
+def from_dict(cls: type[Study], values: dict[str, Any]) -> Study:
+    """Build a study from a dict, rejecting unknown fields with a one-line :class:`ConfigError`."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown config field '{unknown[0]}' for {cls.__name__}; "
+                          f"valid fields: {', '.join(sorted(names))}.")
+    return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """Base class of every study (subclass as a frozen dataclass and set ``name``)."""
+
+    name: ClassVar[str] = "study"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            STUDIES[cls.name] = cls
+
+    def units(self) -> list[dict]:
+        """The independent units of work, each a small JSON-able dict."""
+        raise NotImplementedError
+
+    def run_unit(self, unit: dict) -> dict:
+        """Compute one unit: a flat dict of scalars (one table row)."""
+        raise NotImplementedError
+
+    def quick(self) -> Study:
+        """The CI-sized form of this study (default: itself)."""
+        return self
+
+    def replace(self, **changes) -> Study:
+        """A copy with some fields changed (validated like the original)."""
+        return from_dict(type(self), {**{f.name: getattr(self, f.name)
+                                         for f in dataclasses.fields(self)}, **changes})

@@ -1,0 +1,153 @@
+"""Run a study's independent units: serially, on a local process pool, or on a Dask cluster.
+
+Every finished unit is committed to the :class:`~theorylab.store.Store` as soon as it arrives, in
+the parent process, so an interrupted sweep loses only the units still running. Units already in
+the store are skipped (resume). The pool is created lazily and reused across studies.
+
+Executors
+---------
+``"process"`` (default)
+    ``concurrent.futures.ProcessPoolExecutor`` with the *spawn* start method (safe beside torch and
+    numba threads), ``n_workers`` processes (default: all cores), one compute thread each.
+``"serial"``
+    In the calling process (for debugging and tiny studies).
+``"dask"``
+    A ``distributed.Client`` connected to ``dask_address`` (``"local"`` starts a ``LocalCluster``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from theorylab.errors import ConfigError
+from theorylab.store import Store
+from theorylab.study import Study, unit_key
+
+__all__ = ["Sweeper", "run_unit_timed", "EXECUTORS"]
+
+EXECUTORS = ("process", "serial", "dask")
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def _init_worker() -> None:
+    # One compute thread per worker: the pool itself uses the cores.
+    for var in _THREAD_VARS:
+        os.environ[var] = "1"
+
+
+def run_unit_timed(study: Study, unit: dict) -> tuple[dict, dict, float]:
+    """Run one unit and time it (top-level so that it pickles for pools and Dask)."""
+    t0 = time.perf_counter()
+    row = study.run_unit(unit)
+    return unit, row, time.perf_counter() - t0
+
+
+class Sweeper:
+    """Runs studies' pending units and commits each result to ``store`` as it finishes."""
+
+    def __init__(self, store: Store, executor: str = "process", n_workers: int | None = None,
+                 dask_address: str | None = None, progress: bool = True):
+        if executor not in EXECUTORS:
+            raise ConfigError(f"'executor' must be one of {', '.join(EXECUTORS)}. Got {executor!r}.")
+        if executor == "dask" and not dask_address:
+            raise ConfigError("'dask_address' is required with executor 'dask' "
+                              "(a scheduler address such as tcp://host:8786, or 'local').")
+        self.store = store
+        self.executor = executor
+        self.n_workers = n_workers or os.cpu_count() or 1
+        self.dask_address = dask_address
+        self.progress = progress
+        self._pool: ProcessPoolExecutor | None = None
+        self._client = None
+        self._cluster = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+    def __enter__(self) -> Sweeper:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.n_workers, mp_context=mp.get_context("spawn"),
+                                             initializer=_init_worker)
+        return self._pool
+
+    def _get_client(self):
+        if self._client is None:
+            from distributed import Client, LocalCluster
+            if self.dask_address == "local":
+                self._cluster = LocalCluster(n_workers=self.n_workers, threads_per_worker=1,
+                                             processes=True, dashboard_address=None)
+                self._client = Client(self._cluster)
+            else:
+                self._client = Client(self.dask_address)
+        return self._client
+
+    # -- running --------------------------------------------------------------------------------
+    def run(self, study: Study) -> pd.DataFrame:
+        """Compute the study's missing units; return the full table from the store."""
+        units = study.units()
+        done = self.store.done_keys(study)
+        todo = [u for u in units if unit_key(u) not in done]
+        if todo:
+            run_id = self.store.begin_run(study, len(units))
+            t0 = time.perf_counter()
+            n_computed = 0
+            bar = tqdm(total=len(units), initial=len(units) - len(todo), desc=study.name,
+                       unit="unit", disable=not self.progress, leave=False)
+            try:
+                for unit, row, seconds in self._iter_results(study, todo):
+                    self.store.put(study, unit, row, seconds)
+                    n_computed += 1
+                    bar.update(1)
+            finally:
+                bar.close()
+                self.store.end_run(run_id, study, n_computed, time.perf_counter() - t0,
+                                   self.executor)
+        return self.store.table(study)
+
+    def _iter_results(self, study: Study, todo: list[dict]):
+        if self.executor == "serial" or (self.executor == "process" and len(todo) == 1):
+            for unit in todo:
+                yield run_unit_timed(study, unit)
+        elif self.executor == "process":
+            pool = self._get_pool()
+            pending = {pool.submit(run_unit_timed, study, u) for u in todo}
+            try:
+                while pending:
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        yield fut.result()
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                raise
+        else:
+            from distributed import as_completed
+            client = self._get_client()
+            futures = [client.submit(run_unit_timed, study, u, pure=False) for u in todo]
+            try:
+                for fut in as_completed(futures):
+                    yield fut.result()
+            except BaseException:
+                client.cancel(futures)
+                raise
