@@ -1,7 +1,8 @@
-"""Render verdict tables for the book from the committed verify results (no recomputation).
+"""Render the book's generated parts: verdict tables and symbolic results (no simulation).
 
 Reads ``results/verify_full.json`` (written by ``nox -s study``) and, where present,
-``results/verify_quick.json``; writes ``book/_generated/<paper>_verdicts.md`` (one per paper).
+``results/verify_quick.json``; writes ``book/_generated/<paper>_verdicts.md`` (one per paper),
+and ``moe_identifiability.md`` straight from :mod:`theorylab.theory.moe`.
 """
 
 from __future__ import annotations
@@ -39,8 +40,27 @@ def render(rows: list[dict], label: str) -> dict[str, str]:
     return pages
 
 
+def moe_identifiability() -> str:
+    """The strong-identifiability function sets and their exact verdicts, from theory.moe."""
+    from theorylab.theory import moe as theory_moe
+    lines = ["| experts | function set at two atoms | independent | decided by | vanishing combination |",
+             "|---|---|---|---|---|"]
+    for family, res in theory_moe.identifiability_report().items():
+        latex = theory_moe.function_set_latex(family).replace("|", r"\vert ")
+        dep = "—" if res.dependence is None else f"${sympy_latex(res.dependence)}$"
+        lines.append(f"| {family} | ${latex}$ | {'yes' if res.holds else '**no**'} | "
+                     f"{res.method} | {dep} |")
+    return "\n".join(lines) + "\n"
+
+
+def sympy_latex(expr) -> str:
+    import sympy as sp
+    return sp.latex(expr).replace("|", r"\vert ")
+
+
 def main() -> int:
     OUT.mkdir(exist_ok=True)
+    (OUT / "moe_identifiability.md").write_text(moe_identifiability())
     found = False
     for label, name in (("full study", "verify_full.json"), ("quick", "verify_quick.json")):
         path = ROOT / "results" / name

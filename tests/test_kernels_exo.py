@@ -25,7 +25,7 @@ def _slow_exo_loss(lr, r, bp, br):
     zf = math.log(sum(math.exp(v - max(f)) for v in f)) + max(f)
     s = [v / br for v in r]
     zr = math.log(sum(math.exp(v - max(s)) for v in s)) + max(s)
-    return sum(math.exp(fi - zf) * ((fi - zf) - (si - zr)) for fi, si in zip(f, s))
+    return sum(math.exp(fi - zf) * ((fi - zf) - (si - zr)) for fi, si in zip(f, s, strict=True))
 
 
 def _slow_dpo_ksample(lr, r, bp, br):
@@ -33,7 +33,7 @@ def _slow_dpo_ksample(lr, r, bp, br):
     zf = math.log(sum(math.exp(v - max(f)) for v in f)) + max(f)
     s = [v / br for v in r]
     zr = math.log(sum(math.exp(v - max(s)) for v in s)) + max(s)
-    return -sum(math.exp(si - zr) * (fi - zf) for fi, si in zip(f, s))
+    return -sum(math.exp(si - zr) * (fi - zf) for fi, si in zip(f, s, strict=True))
 
 
 def _slow_sequence_logprobs(logits, tokens, mask):
@@ -177,6 +177,31 @@ def test_closed_form_f_gradients_match_autograd(seed):
     torch.testing.assert_close(kx.forward_kl_grad_f(f.detach(), log_q), gb)
 
 
+@pytest.mark.parametrize("name", ["exo", "dpo_k", "exo_soft", "dpo_soft", "exo_pref", "dpo"])
+def test_losses_pass_gradcheck(name):
+    """Autograd of every loss against central finite differences (torch.autograd.gradcheck)."""
+    lr = _rand((3, 4), 21, 2.0).requires_grad_(True)
+    r = _rand((3, 4), 22)
+    tgt = torch.softmax(_rand((3, 4), 23), -1)
+    fns = {
+        "exo": lambda x: kx.exo_loss(x, r, 0.7, 0.5),
+        "dpo_k": lambda x: kx.dpo_ksample_loss(x, r, 0.7, 0.5),
+        "exo_soft": lambda x: kx.exo_loss_soft(x, tgt, 0.7),
+        "dpo_soft": lambda x: kx.dpo_loss_soft(x, tgt, 0.7),
+        "exo_pref": lambda x: kx.exo_pref_loss(x[:, 0], x[:, 1], 0.7, 0.01),
+        "dpo": lambda x: kx.dpo_loss(x[:, 0], x[:, 1], 0.7, 0.1),
+    }
+    assert torch.autograd.gradcheck(fns[name], (lr,), eps=1e-6, atol=1e-7)
+
+
+def test_sequence_logprobs_gradcheck():
+    logits = _rand((2, 5, 4), 30).requires_grad_(True)
+    tokens = torch.tensor([[0, 1, 2, 3, 0], [0, 3, 3, 1, 2]])
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
+    assert torch.autograd.gradcheck(lambda x: kx.sequence_logprobs(x, tokens, mask), (logits,),
+                                    eps=1e-6, atol=1e-7)
+
+
 def _problem(seed, n=12):
     logp_sft = torch.log_softmax(_rand((n,), seed, 1.0), -1)
     r = _rand((n,), seed + 100)
@@ -202,7 +227,7 @@ def test_exact_tabular_gradients_autograd_and_finite_differences(seed, bp, br):
         (ga,) = torch.autograd.grad(loss(th, lps, r, bp, br), th)
         gc = grad(theta, lps, r, bp, br)
         torch.testing.assert_close(gc, ga, rtol=1e-9, atol=1e-12)
-        gfd = _fd_grad(lambda t: loss(t, lps, r, bp, br), theta)
+        gfd = _fd_grad(lambda t, loss=loss: loss(t, lps, r, bp, br), theta)
         torch.testing.assert_close(gc, gfd, rtol=1e-5, atol=1e-8)
     # grad_J
     (gj,) = torch.autograd.grad(kx.objective_J(torch.log_softmax(th, -1), lps, r, br), th)

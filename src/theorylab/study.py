@@ -45,8 +45,13 @@ def _stable_json(obj: Any) -> str:
 
 
 def config_hash(study: Study) -> str:
-    """Stable 16-hex-digit hash of (study name, config): the store's key for one configuration."""
-    payload = _stable_json({"name": study.name, "config": config_dict(study)})
+    """Stable 16-hex-digit hash of (study name, row-schema version, config): the store's key.
+
+    Bump a study's ``version`` whenever ``run_unit`` changes what it computes or returns, so
+    rows of the old code are never mixed with the new (they stay in the store, unreferenced).
+    """
+    payload = _stable_json({"name": study.name, "version": study.version,
+                            "config": config_dict(study)})
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -70,6 +75,8 @@ class Study:
     """Base class of every study (subclass as a frozen dataclass and set ``name``)."""
 
     name: ClassVar[str] = "study"
+    #: Version of what ``run_unit`` computes: part of the config hash (bump on change).
+    version: ClassVar[int] = 1
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

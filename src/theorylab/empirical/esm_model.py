@@ -150,27 +150,27 @@ def save_esm2_checkpoint(esm2: nn.Module, path) -> Path:
 
 
 def load_esm2_checkpoint(path) -> nn.Module:
-    """Load an ESM-2 model from a local fair-esm ``.pt`` file (e.g. ``esm2_t6_8M_UR50D.pt``).
+    """Load an ESM-2 model from a local checkpoint: a fair-esm ``.pt`` file (e.g.
+    ``esm2_t6_8M_UR50D.pt``) or a transformers directory (``config.json`` +
+    ``model.safetensors`` or ``pytorch_model.bin``, e.g. a download of
+    ``facebook/esm2_t6_8M_UR50D``).
 
-    Safe loading only: ``torch.load(weights_only=True)`` with ``argparse.Namespace`` as the one
-    allowed global (the released files pickle their config as a Namespace). The contact-regression
-    head, absent from the file, keeps its initial values.
+    Safe loading only: ``.pt``/``.bin`` through ``torch.load(weights_only=True)`` (with
+    ``argparse.Namespace`` as the one allowed global: the released ``.pt`` files pickle their
+    config as a Namespace), safetensors through ``safetensors.torch.load_file``. The
+    contact-regression head, when absent, keeps its initial values.
 
     Raises
     ------
     DataFormatError
         Missing/unreadable file, a pickle needing other globals, or a layout that is not ESM-2.
     """
-    from esm.model.esm2 import ESM2
     path = Path(path)
+    if path.is_dir():
+        return _load_hf_directory(path)
     if not path.is_file():
         raise DataFormatError("no such checkpoint file", path)
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a format error here
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataFormatError(f"not a safely loadable checkpoint ({first})", path) from None
+    data = _safe_torch_load(path)
     try:
         cfg = data["cfg"]["model"]
         get = (lambda k: cfg[k]) if isinstance(cfg, dict) else (lambda k: getattr(cfg, k))
@@ -180,11 +180,112 @@ def load_esm2_checkpoint(path) -> nn.Module:
     except (KeyError, TypeError, AttributeError) as exc:
         raise DataFormatError(f"not an ESM-2 checkpoint (missing {exc})", path) from None
     state = {k.removeprefix(_PREFIX).removeprefix("encoder."): v for k, v in state.items()}
-    model = ESM2(int(nl), int(ed), int(nh), alphabet(), td)
-    expected = {k for k in model.state_dict() if not k.startswith("contact_head.")}
-    missing, unexpected = expected - set(state), set(state) - set(model.state_dict())
+    return _assemble(path, int(nl), int(ed), int(nh), td, state)
+
+
+def _safe_torch_load(path: Path):
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a format error here
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataFormatError(f"not a safely loadable checkpoint ({first})", path) from None
+
+
+def _assemble(path: Path, nl: int, ed: int, nh: int, td: bool, state: dict) -> nn.Module:
+    from esm.model.esm2 import ESM2
+    model = ESM2(nl, ed, nh, alphabet(), td)
+    own = model.state_dict()
+    optional = {k for k in own if k.startswith("contact_head.") or k.endswith("rot_emb.inv_freq")}
+    missing, unexpected = set(own) - set(state) - optional, set(state) - set(own)
     if missing or unexpected:
         what = f"missing {sorted(missing)[:3]}" if missing else f"unexpected {sorted(unexpected)[:3]}"
         raise DataFormatError(f"state dict does not match ESM2({nl}, {ed}, {nh}): {what}", path)
+    bad = [k for k in state if state[k].shape != own[k].shape]
+    if bad:
+        raise DataFormatError(f"shape of {bad[0]} is {tuple(state[bad[0]].shape)}, ESM2({nl}, "
+                              f"{ed}, {nh}) needs {tuple(own[bad[0]].shape)}", path)
     model.load_state_dict(state, strict=False)
+    return model
+
+
+# transformers EsmForMaskedLM / EsmModel name → fair-esm name, per layer ("{i}") and global
+_HF_LAYER = {"attention.self.query": "self_attn.q_proj", "attention.self.key": "self_attn.k_proj",
+             "attention.self.value": "self_attn.v_proj",
+             "attention.output.dense": "self_attn.out_proj",
+             "attention.LayerNorm": "self_attn_layer_norm", "intermediate.dense": "fc1",
+             "output.dense": "fc2", "LayerNorm": "final_layer_norm"}
+_HF_GLOBAL = {"embeddings.word_embeddings.weight": "embed_tokens.weight",
+              "encoder.emb_layer_norm_after.weight": "emb_layer_norm_after.weight",
+              "encoder.emb_layer_norm_after.bias": "emb_layer_norm_after.bias",
+              "contact_head.regression.weight": "contact_head.regression.weight",
+              "contact_head.regression.bias": "contact_head.regression.bias",
+              "lm_head.dense.weight": "lm_head.dense.weight", "lm_head.dense.bias": "lm_head.dense.bias",
+              "lm_head.layer_norm.weight": "lm_head.layer_norm.weight",
+              "lm_head.layer_norm.bias": "lm_head.layer_norm.bias", "lm_head.bias": "lm_head.bias"}
+
+
+def _hf_to_fair(state: dict) -> dict:
+    import re
+    out: dict = {}
+    # LayerNorm parameters appear as weight/bias (Hub files) or gamma/beta (transformers 5 saves)
+    layer_re = re.compile(r"^encoder\.layer\.(\d+)\.(.+)\.(weight|bias|gamma|beta)$")
+    suffix = {"weight": "weight", "bias": "bias", "gamma": "weight", "beta": "bias"}
+    for key, value in state.items():
+        k = key.removeprefix("esm.")
+        if k in _HF_GLOBAL:
+            out[_HF_GLOBAL[k]] = value
+            continue
+        m = layer_re.match(k)
+        if m and m.group(2) in _HF_LAYER:
+            out[f"layers.{m.group(1)}.{_HF_LAYER[m.group(2)]}.{suffix[m.group(3)]}"] = value
+        elif k.endswith("inv_freq") or k == "lm_head.decoder.weight" or k.startswith(
+                ("classifier.", "embeddings.position_ids")):
+            continue  # rotary buffer (recomputed), tied decoder, task heads: not ESM2 weights
+        else:
+            out[key] = value  # reported as unexpected by _assemble
+    if "embed_tokens.weight" in out:
+        out["lm_head.weight"] = out["embed_tokens.weight"]  # fair-esm ties the LM head
+    return out
+
+
+def _load_hf_directory(path: Path) -> nn.Module:
+    import json
+    cfg_path = path / "config.json"
+    if not cfg_path.is_file():
+        raise DataFormatError("transformers checkpoint directory lacks config.json", path)
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(f"config.json is not JSON ({exc.msg})", cfg_path, exc.lineno) from None
+    need = ("num_hidden_layers", "hidden_size", "num_attention_heads")
+    if cfg.get("model_type") != "esm" or any(k not in cfg for k in need):
+        raise DataFormatError("config.json is not an ESM config (model_type 'esm' with "
+                              f"{', '.join(need)})", cfg_path)
+    ed = int(cfg["hidden_size"])
+    rules = {"position_embedding_type": "rotary", "intermediate_size": 4 * ed,
+             "emb_layer_norm_before": False, "vocab_size": len(alphabet())}
+    for key, want in rules.items():
+        if key in cfg and cfg[key] != want:
+            raise DataFormatError(f"ESM-2 needs {key} = {want!r}; config.json has "
+                                  f"{cfg[key]!r}", cfg_path)
+    st_file, bin_file = path / "model.safetensors", path / "pytorch_model.bin"
+    if st_file.is_file():
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise ConfigError("reading model.safetensors needs the 'safetensors' package "
+                              "(pip install safetensors)") from None
+        state = load_file(str(st_file))
+    elif bin_file.is_file():
+        state = _safe_torch_load(bin_file)
+    else:
+        raise DataFormatError("directory has neither model.safetensors nor pytorch_model.bin",
+                              path)
+    model = _assemble(path, int(cfg["num_hidden_layers"]), ed, int(cfg["num_attention_heads"]),
+                      bool(cfg.get("token_dropout", True)), _hf_to_fair(state))
+    if "layer_norm_eps" in cfg:  # fair-esm builds torch LayerNorms with eps 1e-5 (= ESM-2's)
+        for mod in model.modules():
+            if isinstance(mod, nn.LayerNorm):
+                mod.eps = float(cfg["layer_norm_eps"])
     return model

@@ -29,10 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from theorylab.empirical.esm_model import residue_mask
 from theorylab.errors import ConfigError, InputError
 from theorylab.validation import check_int, check_real
-
-from theorylab.empirical.esm_model import residue_mask
 
 __all__ = ["MODULE_KINDS", "NeuronModule", "neuron_modules", "activation_scores", "ig_scores",
            "IGResult", "select_top", "select_random", "preserved_state", "density"]

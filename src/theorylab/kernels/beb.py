@@ -31,6 +31,7 @@ import itertools
 import math
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -44,6 +45,7 @@ __all__ = [
     "log_ratio_beam_search",
     "reference_max_log_ratio",
     "markov_max_log_ratio",
+    "markov_dp_values",
     "sample_sequences",
     "best_of_n_expectation",
     "kl_categorical",
@@ -94,8 +96,21 @@ def _kl(p, q):
         if p[s] > 0.0:
             if q[s] <= 0.0:
                 return np.inf
-            acc += p[s] * (math.log(p[s]) - math.log(q[s]))
+            acc += p[s] * math.log(p[s] / q[s])
     return max(acc, 0.0)
+
+
+def _sparse_emission(emit):
+    """Non-zero pattern of E_m(z, .): (idx (M, K, nnz_max), cnt (M, K)); Markov chains have nnz 1."""
+    emit = np.asarray(emit)
+    nz = emit != 0
+    cnt = nz.sum(-1).astype(np.int64)
+    idx = np.zeros(emit.shape[:2] + (max(int(cnt.max()), 1),), dtype=np.int64)
+    for m in range(emit.shape[0]):
+        for z in range(emit.shape[1]):
+            ids = np.flatnonzero(nz[m, z])
+            idx[m, z, : ids.size] = ids
+    return idx, cnt
 
 
 @njit(cache=True)
@@ -121,7 +136,7 @@ def _advance(q, logp, trans, emit, s, v):
 
 
 @njit(cache=True)
-def _next_dists(q, emit, pnext):
+def _next_dists(q, emit, e_idx, e_cnt, pnext):
     M, K = q.shape
     S = emit.shape[2]
     for m in range(M):
@@ -130,13 +145,14 @@ def _next_dists(q, emit, pnext):
         for z in range(K):
             qz = q[m, z]
             if qz != 0.0:
-                for s in range(S):
+                for i in range(e_cnt[m, z]):
+                    s = e_idx[m, z, i]
                     pnext[m, s] += qz * emit[m, z, s]
 
 
 @njit(cache=True)
-def _prompt_stats(log_prior, init, trans, emit, scores, neg, prompt, L, log_alpha, log_1m_alpha,
-                  o_logp, o_lpost, o_bp, o_bm, o_bpl, o_klmp, o_klmf, o_lr):
+def _prompt_stats(log_prior, init, trans, emit, e_idx, e_cnt, scores, neg, prompt, L, log_alpha,
+                  log_1m_alpha, o_logp, o_lpost, o_bp, o_bm, o_bpl, o_klmp, o_klmf, o_lr):
     M, K = init.shape
     S = emit.shape[2]
     q = init.copy()
@@ -148,7 +164,7 @@ def _prompt_stats(log_prior, init, trans, emit, scores, neg, prompt, L, log_alph
     pp = np.empty(S)
     pf = np.empty(S)
     for t in range(L + 1):
-        _next_dists(q, emit, pnext)
+        _next_dists(q, emit, e_idx, e_cnt, pnext)
         for m in range(M):
             a[m] = log_prior[m] + logp[m]
         l_neg = _lse_masked(a, neg, True)
@@ -191,11 +207,21 @@ def _prompt_stats(log_prior, init, trans, emit, scores, neg, prompt, L, log_alph
 
 
 @njit(cache=True, parallel=True)
-def _prefix_stats_nb(log_prior, init, trans, emit, scores, neg, prompts, lengths,
+def _prefix_stats_nb(log_prior, init, trans, emit, e_idx, e_cnt, scores, neg, prompts, lengths,
                      log_alpha, log_1m_alpha, o_logp, o_lpost, o_bp, o_bm, o_bpl, o_klmp, o_klmf,
                      o_lr):
     for n in prange(prompts.shape[0]):
-        _prompt_stats(log_prior, init, trans, emit, scores, neg, prompts[n], lengths[n],
+        _prompt_stats(log_prior, init, trans, emit, e_idx, e_cnt, scores, neg, prompts[n], lengths[n],
+                      log_alpha, log_1m_alpha, o_logp[n], o_lpost[n], o_bp[n], o_bm[n], o_bpl[n],
+                      o_klmp[n], o_klmf[n], o_lr[n])
+
+
+@njit(cache=True)
+def _prefix_stats_serial(log_prior, init, trans, emit, e_idx, e_cnt, scores, neg, prompts, lengths,
+                     log_alpha, log_1m_alpha, o_logp, o_lpost, o_bp, o_bm, o_bpl, o_klmp, o_klmf,
+                     o_lr):
+    for n in range(prompts.shape[0]):
+        _prompt_stats(log_prior, init, trans, emit, e_idx, e_cnt, scores, neg, prompts[n], lengths[n],
                       log_alpha, log_1m_alpha, o_logp[n], o_lpost[n], o_bp[n], o_bm[n], o_bpl[n],
                       o_klmp[n], o_klmf[n], o_lr[n])
 
@@ -235,9 +261,12 @@ def prefix_stats(prior, init, trans, emit, scores, neg, prompts, lengths=None) -
     M = log_prior.shape[0]
     out = [np.full((N, M, T + 1), np.nan), np.full((N, M, T + 1), np.nan)]
     out += [np.full((N, T + 1), np.nan) for _ in range(6)]
-    _prefix_stats_nb(log_prior, np.ascontiguousarray(init, dtype=np.float64),
-                     np.ascontiguousarray(trans, dtype=np.float64),
-                     np.ascontiguousarray(emit, dtype=np.float64),
+    emit = np.ascontiguousarray(emit, dtype=np.float64)
+    e_idx, e_cnt = _sparse_emission(emit)
+    # few prompts: the serial kernel (thread start-up costs more than it saves)
+    kern = _prefix_stats_nb if N >= 16 * numba.get_num_threads() else _prefix_stats_serial
+    kern(log_prior, np.ascontiguousarray(init, dtype=np.float64),
+                     np.ascontiguousarray(trans, dtype=np.float64), emit, e_idx, e_cnt,
                      np.ascontiguousarray(scores, dtype=np.float64), neg, prompts, lengths,
                      la, l1a, *out)
     return PrefixStats(*out)
@@ -349,7 +378,7 @@ def reference_prefix_stats(prior, init, trans, emit, scores, neg, prompt) -> dic
         p_ext = [[_slow_joint(init[m], trans[m], emit[m], pre + [s]) for s in range(S)]
                  for m in range(M)]
 
-        def mix(ids):
+        def mix(ids, p_pre=p_pre, p_ext=p_ext):
             den = sum(prior[m] * p_pre[m] for m in ids)
             return [sum(prior[m] * p_ext[m][s] for m in ids) / den for s in range(S)]
 
@@ -357,7 +386,7 @@ def reference_prefix_stats(prior, init, trans, emit, scores, neg, prompt) -> dic
         total = sum(prior[m] * p_pre[m] for m in range(M))
 
         def kl(p, q):
-            return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q) if pi > 0)
+            return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True) if pi > 0)
 
         out["p_m"].append(p_pre)
         out["post"].append([prior[m] * p_pre[m] / total for m in range(M)])
@@ -424,7 +453,6 @@ def _draw(p, u):
 @njit(cache=True)
 def _sample_nb(u_comp, u, comp_w, q0, trans, emit, o_seq, o_comp):
     N, T = o_seq.shape
-    K = q0.shape[2]
     for n in range(N):
         m = _draw(comp_w[n], u_comp[n])
         o_comp[n] = m
@@ -570,6 +598,36 @@ def markov_max_log_ratio(init_minus, trans_minus, init_plus, trans_plus, length:
     if length < 1:
         return np.zeros(0, np.int64), 0.0
     return _markov_dp_nb(np.ascontiguousarray(r0), np.ascontiguousarray(R), int(length))
+
+
+@njit(cache=True)
+def _markov_values_nb(r0, R, max_len):
+    S = R.shape[0]
+    V = np.empty((max_len, S))
+    V[0] = r0
+    for t in range(1, max_len):
+        for j in range(S):
+            best = -np.inf
+            for i in range(S):
+                x = V[t - 1, i] + R[i, j]
+                if x > best:
+                    best = x
+            V[t, j] = best
+    return V
+
+
+def markov_dp_values(init_minus, trans_minus, init_plus, trans_plus, max_len: int, start=None):
+    r"""All Viterbi values at once: ``V[L-1, j]`` = max log-ratio of a length-L prompt ending in j.
+
+    Same recursion as :func:`markov_max_log_ratio`; ``max_j V[L-1, j]`` is the best length-L
+    adversarial prompt's log-ratio, for every ``L <= max_len`` in one pass.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        R = np.log(trans_minus) - np.log(trans_plus)
+        r0 = np.log(init_minus) - np.log(init_plus) if start is None else R[int(start)]
+    R = np.where(np.isnan(R), -np.inf, R)
+    r0 = np.where(np.isnan(r0), -np.inf, r0)
+    return _markov_values_nb(np.ascontiguousarray(r0), np.ascontiguousarray(R), int(max_len))
 
 
 def reference_max_log_ratio(prior, init, trans, emit, neg, length: int):

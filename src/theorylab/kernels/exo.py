@@ -15,7 +15,7 @@ Ji et al., "Towards Efficient Exact Optimization of Language Model Alignment" (E
 Preference mode (:math:`K = 2`, :math:`y_w \succ y_l`): the targets are :math:`[1-\varepsilon,
 \varepsilon]`, so with :math:`q = \sigma(\beta_\pi\Delta)`,
 :math:`\Delta = \log\frac{\pi_\theta(y_w)}{\pi_{sft}(y_w)} - \log\frac{\pi_\theta(y_l)}{\pi_{sft}(y_l)}`,
-:math:`L = q\log\frac{q}{1-\varepsilon} + (1-q)\log\frac{1-q}{\varepsilon}` (paper Eq. 16, TRL
+:math:`L = q\log\frac{q}{1-\varepsilon} + (1-q)\log\frac{1-q}{\varepsilon}` (Eq. 16 as cited by TRL's
 ``exo_pair``); DPO is :math:`-(1-\varepsilon)\log\sigma(\beta\Delta) - \varepsilon\log\sigma(-\beta\Delta)`
 (TRL ``sigmoid``, :math:`\varepsilon = 0` is the DPO paper's Eq. 7).
 
@@ -164,7 +164,7 @@ def _cross_entropy_softmax(f: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor
 
 
 def exo_loss(logratios: torch.Tensor, rewards: torch.Tensor, beta_pi: float, beta_r: float) -> torch.Tensor:
-    r"""EXO loss in reward mode: :math:`\mathrm{KL}(p_f\|p_r)` per prompt (paper Eq. 13).
+    r"""EXO loss in reward mode: :math:`\mathrm{KL}(p_f\|p_r)` per prompt (the paper's reward-mode EXO objective).
 
     Parameters
     ----------
@@ -197,13 +197,22 @@ def _check_simplex(targets: torch.Tensor) -> None:
 
 def exo_pref_loss(logratio_w: torch.Tensor, logratio_l: torch.Tensor, beta_pi: float,
                   eps: float = 1e-3) -> torch.Tensor:
-    r"""EXO with a pairwise preference (:math:`K = 2`), paper Eq. 16 / TRL ``exo_pair``.
+    r"""EXO with a pairwise preference (:math:`K = 2`), Eq. 16 as cited by TRL's ``exo_pair``.
 
     .. math:: q = \sigma(\beta_\pi\Delta),\quad
               L = q\log\frac{q}{1-\varepsilon} + (1-q)\log\frac{1-q}{\varepsilon}
               = \mathrm{KL}([q, 1-q]\,\|\,[1-\varepsilon, \varepsilon]).
 
     ``eps`` must lie in (0, 0.5) (with ε = 0 the target is one-hot and the reverse KL infinite).
+
+    Examples
+    --------
+    Zero exactly where :math:`q = 1 - \varepsilon`, i.e. :math:`\beta_\pi\Delta = \log\frac{1-\varepsilon}{\varepsilon}`:
+
+    >>> import math, torch
+    >>> d = torch.tensor([math.log(0.99 / 0.01)], dtype=torch.float64)
+    >>> round(exo_pref_loss(d, torch.zeros(1, dtype=torch.float64), 1.0, eps=0.01).item(), 12)
+    0.0
     """
     _check_pair(logratio_w, logratio_l)
     bp, e = _check_pos("beta_pi", beta_pi), _check_eps(eps)
@@ -217,6 +226,12 @@ def dpo_loss(logratio_w: torch.Tensor, logratio_l: torch.Tensor, beta: float,
     r"""DPO pairwise loss :math:`-(1-\varepsilon)\log\sigma(\beta\Delta) - \varepsilon\log\sigma(-\beta\Delta)`.
 
     ε = 0 is DPO (Rafailov et al. 2023, Eq. 7); ε ∈ [0, 0.5) is TRL's conservative ``sigmoid``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> dpo_loss(torch.tensor([0.0]), torch.tensor([0.0]), 0.1)   # log 2 when Δ = 0
+    tensor([0.6931])
     """
     _check_pair(logratio_w, logratio_l)
     b = _check_pos("beta", beta)

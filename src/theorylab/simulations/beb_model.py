@@ -31,7 +31,7 @@ from theorylab.kernels import beb as K
 from theorylab.validation import check_int, check_real, check_shape
 
 __all__ = ["FiniteStateMixture", "BEBDecomposition", "decompose", "random_markov_pair",
-           "persona_pair", "check_stochastic", "check_scores"]
+           "random_hmm_mixture", "persona_pair", "check_stochastic", "check_scores"]
 
 _TOL = 1e-8
 
@@ -43,13 +43,13 @@ def check_stochastic(name: str, array, axis: int = -1) -> np.ndarray:
         raise InputError(f"'{name}' must be finite. Got a non-finite entry.")
     if np.any(arr < 0):
         idx = tuple(int(i) for i in np.argwhere(arr < 0)[0])
-        raise InputError(f"'{name}' must be non-negative. Got {arr[idx]!r} at index {idx}.")
+        raise InputError(f"'{name}' must be non-negative. Got {float(arr[idx])!r} at index {idx}.")
     sums = arr.sum(axis=axis)
     bad = np.abs(sums - 1.0) > _TOL
     if np.any(bad):
         idx = tuple(int(i) for i in np.argwhere(np.atleast_1d(bad))[0])
         raise InputError(f"rows of '{name}' must sum to 1. Got sum "
-                         f"{np.atleast_1d(sums)[idx]!r} for row {idx}.")
+                         f"{float(np.atleast_1d(sums)[idx])!r} for row {idx}.")
     return arr
 
 
@@ -61,7 +61,7 @@ def check_scores(scores) -> np.ndarray:
     bad = ~np.isfinite(arr) | (arr < -1) | (arr > 1)
     if np.any(bad):
         i = int(np.argmax(bad))
-        raise InputError(f"'scores' must lie in [-1, 1]. Got {arr[i]!r} at index {i}.")
+        raise InputError(f"'scores' must lie in [-1, 1]. Got {float(arr[i])!r} at index {i}.")
     return arr
 
 
@@ -242,7 +242,6 @@ def decompose(model: FiniteStateMixture, rng: np.random.Generator, *, horizon: i
         beta_worst = float(np.nanmin(st.kl_minus_plus))
         nm = n_samples // 3
         beta_def = float(np.min(np.mean(st.kl_minus_plus[:nm], axis=0)))
-        stp = st.log_ratio  # noqa: F841 (kept for clarity)
         # KL(P+ || P-) along P+ prefixes: swap roles by flipping neg
         swapped = FiniteStateMixture(model.prior, model.init, model.trans, model.emit,
                                      model.scores, ~model.neg)
@@ -289,6 +288,40 @@ def random_markov_pair(rng: np.random.Generator, n_sentences: int = 8, alpha: fl
         if model.gamma_bound(True) < 0:
             return model
     raise InputError(f"'tilt' {tilt} of {o} too small: no pair with gamma < 0 in 100 draws.")
+
+
+def random_hmm_mixture(rng: np.random.Generator, n_sentences: int = 6, n_states: int = 3,
+                       n_neg: int = 2, n_pos: int = 2, alpha: float = 0.05,
+                       tilt: float = 2.5) -> FiniteStateMixture:
+    r"""A random mixture of HMMs: ``n_neg`` components form :math:`P_-`, ``n_pos`` form :math:`P_+`.
+
+    Emissions :math:`E_m(z,\cdot) \propto \mathrm{Dir}(1) \odot e^{\mp tilt\cdot B}`, random
+    transitions and initial laws; the prior splits :math:`\alpha` and :math:`1-\alpha` at random
+    within each side. Redrawn (up to 100 times) until the hull bound on :math:`\gamma` is < 0.
+    """
+    o = "random_hmm_mixture"
+    S = check_int(o, "n_sentences", n_sentences, lo=2)
+    Kh = check_int(o, "n_states", n_states, lo=1)
+    nn = check_int(o, "n_neg", n_neg, lo=1)
+    npos = check_int(o, "n_pos", n_pos, lo=1)
+    check_real(o, "alpha", alpha, lo=0, hi=1, lo_open=True, hi_open=True)
+    check_real(o, "tilt", tilt, lo=0)
+    M = nn + npos
+    neg = np.arange(M) < nn
+    for _ in range(100):
+        scores = rng.uniform(-1, 1, S)
+        scores[0], scores[1] = -1.0, 1.0
+        sign = np.where(neg, -1.0, 1.0)
+        emit = rng.dirichlet(np.ones(S), size=(M, Kh)) * np.exp(
+            tilt * sign[:, None, None] * scores[None, None, :])
+        emit /= emit.sum(-1, keepdims=True)
+        prior = np.concatenate([alpha * rng.dirichlet(np.ones(nn)),
+                                (1 - alpha) * rng.dirichlet(np.ones(npos))])
+        model = FiniteStateMixture(prior, rng.dirichlet(np.ones(Kh), M),
+                                   rng.dirichlet(np.ones(Kh), (M, Kh)), emit, scores, neg)
+        if model.gamma_bound(True) < 0:
+            return model
+    raise InputError(f"'tilt' {tilt} of {o} too small: no mixture with gamma < 0 in 100 draws.")
 
 
 def persona_pair(rng: np.random.Generator, n_bad: int = 6, n_good: int = 6, alpha: float = 0.01,

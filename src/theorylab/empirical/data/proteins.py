@@ -28,7 +28,7 @@ from scipy.sparse.csgraph import connected_components
 
 from theorylab.errors import ConfigError, DataFormatError, InputError
 from theorylab.seeding import rng_for
-from theorylab.validation import check_int, check_real
+from theorylab.validation import check_choice, check_int, check_real
 
 __all__ = ["AMINO_ACIDS", "SHIPPED_SETS", "shipped_path", "load_shipped", "read_labelled_tsv",
            "read_fasta", "kmer_sets", "kmer_clusters", "Split", "cluster_split"]
@@ -55,17 +55,20 @@ def _check_sequence(seq: str, path, line: int) -> str:
 
 # ----------------------------------------------------------------------------- TSV
 def read_labelled_tsv(path, *, id_col: str = "entry", seq_col: str = "sequence",
-                      label_col: str = "label") -> pd.DataFrame:
+                      label_col: str = "label", invalid: str = "error") -> pd.DataFrame:
     """Read a tab-separated file with a header naming an id, a sequence and an integer label.
 
     This is the format of ``aaanalysis/_data/benchmarks/SEQ_*.tsv`` (columns entry, gene,
-    sequence, label); extra columns are ignored.
+    sequence, label); extra columns are ignored. ``invalid="drop"`` skips rows whose sequence
+    has letters outside :data:`AMINO_ACIDS` (e.g. the ``!`` chain breaks of SEQ_DISULFIDE)
+    instead of raising.
 
     Raises
     ------
     DataFormatError
         Missing file or column, wrong field count, empty/invalid sequence, non-integer label.
     """
+    check_choice("read_labelled_tsv", "invalid", invalid, ("error", "drop"))
     path = Path(path)
     if not path.is_file():
         raise DataFormatError("no such file", path)
@@ -85,7 +88,12 @@ def read_labelled_tsv(path, *, id_col: str = "entry", seq_col: str = "sequence",
             if len(fields) != len(header):
                 raise DataFormatError(
                     f"expected {len(header)} tab-separated fields, got {len(fields)}", path, lineno)
-            seq = _check_sequence(fields[cols[seq_col]], path, lineno)
+            try:
+                seq = _check_sequence(fields[cols[seq_col]], path, lineno)
+            except DataFormatError:
+                if invalid == "drop" and fields[cols[seq_col]].strip():
+                    continue
+                raise
             label_text = fields[cols[label_col]].strip()
             try:
                 label = int(label_text)
@@ -118,8 +126,11 @@ def shipped_path(name: str) -> Path:
 
 
 def load_shipped(name: str) -> pd.DataFrame:
-    """The shipped benchmark set ``name`` (e.g. ``"SOLUBLE"``) as entry/sequence/label rows."""
-    return read_labelled_tsv(shipped_path(name))
+    """The shipped benchmark set ``name`` (e.g. ``"SOLUBLE"``) as entry/sequence/label rows.
+
+    Rows with non-amino-acid letters are dropped (10 rows of SEQ_DISULFIDE carry ``!``).
+    """
+    return read_labelled_tsv(shipped_path(name), invalid="drop")
 
 
 # ----------------------------------------------------------------------------- FASTA

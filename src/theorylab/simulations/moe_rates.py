@@ -1,0 +1,191 @@
+r"""Convergence rates of the least-squares estimator in softmax-gated mixtures of experts.
+
+Nguyen, Ho, Rinaldo (arXiv 2402.02952, ICML 2024). Data :math:`Y_i = f_{G_*}(X_i) + \varepsilon_i`,
+:math:`X_i \sim U[-b, b]^d`, :math:`\varepsilon_i \sim \mathcal N(0, \sigma^2)`, with
+:math:`f_G(x) = \sum_{i=1}^k \mathrm{softmax}_i(\beta_{1i}^\top x + \beta_{0i})\, h(x, \eta_i)`.
+For each n (log-spaced from 10² to 10⁵) and replicate, :func:`~theorylab.kernels.moe.fit_lse`
+computes the LSE :math:`\hat G_n` with k fitted atoms (k = k* exact-fitted, k = k* + 1
+over-fitted) over the compact box :math:`|\theta_j| \le` ``param_bound`` (the theorems assume a
+compact parameter space: without it the over-fitted LSE lets atoms escape to infinity), and
+records
+
+* ``d1``: the Voronoi loss :math:`D_1(\hat G_n, G_*)` (gauge-minimised);
+* ``exact_err`` / ``over_err``: parameter errors of atoms in singleton cells, and the
+  weight-averaged error of atoms in cells with more than one atom;
+* ``l2``: :math:`\|f_{\hat G_n} - f_{G_*}\|_{L^2(\mu)}` on a fixed evaluation sample of μ;
+* ``obj_fit`` / ``obj_true``: the least-squares objective at the fit and at :math:`G_*`
+  (``lse_found``: the fit is at least as good as the truth, up to 1e-9 relative);
+* iterations, convergence flag and fit time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from theorylab.errors import ConfigError
+from theorylab.kernels import moe
+from theorylab.seeding import rng_for, seed_for
+from theorylab.study import Study
+from theorylab.validation import check_choice, check_int, check_real
+
+__all__ = ["MoERateStudy", "CASES", "case_study", "true_params", "log_grid"]
+
+
+def log_grid(lo: float, hi: float, num: int) -> tuple[int, ...]:
+    """``num`` log-spaced integers from ``lo`` to ``hi`` (both included)."""
+    return tuple(int(round(v)) for v in np.logspace(np.log10(lo), np.log10(hi), num))
+
+
+#: The paper's grid: n from 10² to 10⁵, ten log-spaced sizes.
+FULL_NS = log_grid(1e2, 1e5, 10)
+#: The quick (CI) grid: the same range on fewer sizes.
+QUICK_NS = log_grid(1e2, 1e4, 5)
+
+
+@dataclass(frozen=True)
+class MoERateStudy(Study):
+    """One rate study: an expert family and a fitted k, over sizes ``ns`` × ``n_reps`` replicates.
+
+    Defaults (d = 1, k* = 2) were chosen so that the Fisher information at G* is well
+    conditioned for sigmoid, tanh and linear experts alike (the same G* for all three).
+    """
+
+    name = "moe-rates"
+    expert: str = "sigmoid"
+    degree: int = 1                        # polynomial experts only
+    k_true: int = 2
+    k_fit: int = 2                         # k* (exact-fitted) or k* + 1 (over-fitted)
+    ns: tuple[int, ...] = FULL_NS
+    n_reps: int = 40                       # the paper's 40 replications
+    noise_sd: float = 0.01
+    x_bound: float = 3.0                   # X ~ U[-3, 3]^d as in the authors' simulations
+    # G*: gate of the last atom fixed at 0 (identification); rows are atoms.
+    true_beta1: tuple[tuple[float, ...], ...] = ((1.0,), (0.0,))
+    true_beta0: tuple[float, ...] = (0.0, 0.0)
+    true_eta: tuple[tuple[float, ...], ...] = ((-3.0, 2.0), (2.0, 1.0))
+    # optimiser
+    n_starts: int = 12
+    max_iter: int = 200
+    param_bound: float = 10.0              # compact parameter box |θ_j| ≤ param_bound
+    n_eval: int = 5000                     # evaluation sample of μ for the L2 error
+    seed: int = 0
+
+    def __post_init__(self):
+        o = "MoERateStudy"
+        check_choice(o, "expert", self.expert, moe.FAMILIES)
+        check_int(o, "degree", self.degree, lo=1)
+        check_int(o, "k_true", self.k_true, lo=1)
+        check_int(o, "k_fit", self.k_fit, lo=1)
+        if self.k_fit < self.k_true:
+            raise ConfigError(f"'k_fit' of {o} must be >= k_true = {self.k_true} "
+                              f"(exact- or over-fitted). Got {self.k_fit}.")
+        check_int(o, "n_reps", self.n_reps, lo=1)
+        check_real(o, "noise_sd", self.noise_sd, lo=0, lo_open=True)
+        check_real(o, "x_bound", self.x_bound, lo=0, lo_open=True)
+        check_int(o, "n_starts", self.n_starts, lo=1)
+        check_int(o, "max_iter", self.max_iter, lo=1)
+        check_real(o, "param_bound", self.param_bound, lo=0, lo_open=True)
+        check_int(o, "n_eval", self.n_eval, lo=10)
+        check_int(o, "seed", self.seed, lo=0)
+        if len(self.ns) < 1:
+            raise ConfigError(f"'ns' of {o} must list at least one sample size. Got ().")
+        p = self.true_params()  # shape checks of G*
+        if np.abs(moe.pack(p)).max() > self.param_bound:
+            raise ConfigError(f"G* must lie inside the box |θ| <= param_bound = {self.param_bound}.")
+        n_par = moe.n_free(self.k_fit, self.d, self.expert, self.degree)
+        for n in self.ns:
+            check_int(o, "ns[...]", n, lo=1)
+            if n < n_par:
+                raise ConfigError(f"'ns' of {o} must be >= the number of free parameters "
+                                  f"({n_par} for k={self.k_fit}, d={self.d}). Got n = {n}.")
+
+    @property
+    def d(self) -> int:
+        return len(self.true_beta1[0]) if self.true_beta1 else 0
+
+    @property
+    def case(self) -> str:
+        return "exact" if self.k_fit == self.k_true else "over"
+
+    def true_params(self) -> moe.MoEParams:
+        """G* as :class:`~theorylab.kernels.moe.MoEParams`, checked against k*, d, the family."""
+        return true_params(self)
+
+    def units(self) -> list[dict]:
+        # Largest n first: the slow fits start early, so the pool stays busy at the end.
+        return [{"n": n, "rep": r} for n in sorted(self.ns, reverse=True) for r in range(self.n_reps)]
+
+    def sample(self, n: int, rep: int) -> tuple[np.ndarray, np.ndarray]:
+        """The data of replicate ``rep`` at size ``n`` (same for exact- and over-fitted cases)."""
+        rng = rng_for(self.seed, "data", self.expert, n, rep)
+        X = rng.uniform(-self.x_bound, self.x_bound, size=(n, self.d))
+        y = moe.moe_predict(X, self.true_params(), self.expert, self.degree)
+        return X, y + self.noise_sd * rng.standard_normal(n)
+
+    def eval_points(self) -> np.ndarray:
+        rng = rng_for(self.seed, "eval")
+        return rng.uniform(-self.x_bound, self.x_bound, size=(self.n_eval, self.d))
+
+    def run_unit(self, unit: dict) -> dict:
+        n, rep = unit["n"], unit["rep"]
+        X, y = self.sample(n, rep)
+        true = self.true_params()
+        t0 = time.perf_counter()
+        fit = moe.fit_lse(X, y, self.expert, self.k_fit, seed=seed_for(self.seed, "fit", n, rep),
+                          degree=self.degree, n_starts=self.n_starts, max_iter=self.max_iter,
+                          bound=self.param_bound)
+        seconds = time.perf_counter() - t0
+        obj_true = moe.objective(X, y, true, self.expert, self.degree)
+        exact_err, over_err = moe.atom_errors(fit.params, true)
+        return {
+            "d1": moe.voronoi_d1(fit.params, true),
+            "exact_err": exact_err,
+            "over_err": over_err,
+            "l2": moe.l2_error(fit.params, true, self.eval_points(), self.expert, self.degree),
+            "obj_fit": fit.objective,
+            "obj_true": obj_true,
+            "lse_found": bool(fit.objective <= obj_true * (1 + 1e-9)),
+            "n_iter": fit.n_iter,
+            "converged": fit.converged,
+            "fit_seconds": seconds,
+        }
+
+    def quick(self) -> MoERateStudy:
+        """CI form: n from 10² to 10⁴ on 5 sizes, fewer replicates — same claims, same criteria."""
+        return self.replace(ns=QUICK_NS, n_reps=12)
+
+
+def true_params(study: MoERateStudy) -> moe.MoEParams:
+    """Build and check G* of ``study`` (shapes against k*, d and the expert family)."""
+    o = "MoERateStudy"
+    b1 = np.asarray(study.true_beta1, dtype=float)
+    b0 = np.asarray(study.true_beta0, dtype=float)
+    eta = np.asarray(study.true_eta, dtype=float)
+    k, d = study.k_true, (b1.shape[1] if b1.ndim == 2 else -1)
+    m = moe.n_eta(study.expert, max(d, 1), study.degree)
+    if b1.shape != (k, d) or d < 1:
+        raise ConfigError(f"'true_beta1' of {o} must have shape (k_true={k}, d). Got {b1.shape}.")
+    if b0.shape != (k,):
+        raise ConfigError(f"'true_beta0' of {o} must have shape ({k},). Got {b0.shape}.")
+    if eta.shape != (k, m):
+        raise ConfigError(f"'true_eta' of {o} must have shape ({k}, {m}) for {study.expert} "
+                          f"experts with d={d}. Got {eta.shape}.")
+    if np.any(b1[-1] != 0) or b0[-1] != 0:
+        raise ConfigError(f"the last atom's gate of G* must be 0 (identification). "
+                          f"Got beta1={b1[-1].tolist()}, beta0={b0[-1]}.")
+    return moe.MoEParams(b1, b0, eta)
+
+
+#: The simulated cases: (expert family, exact|over).
+CASES = tuple((e, c) for e in ("sigmoid", "tanh", "linear") for c in ("exact", "over"))
+
+
+def case_study(expert: str, case: str, quick: bool = False) -> MoERateStudy:
+    """The default study of one case (``quick`` → its CI form)."""
+    check_choice("case_study", "case", case, ("exact", "over"))
+    base = MoERateStudy(expert=expert)
+    study = base.replace(k_fit=base.k_true + (case == "over"))
+    return study.quick() if quick else study

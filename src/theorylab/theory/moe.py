@@ -1,0 +1,360 @@
+r"""Strong identifiability of MoE experts, decided exactly (sympy) and spot-checked (mpmath).
+
+Nguyen, Ho, Rinaldo, "On Least Squares Estimation in Softmax Gating Mixture of Experts"
+(arXiv 2402.02952, ICML 2024). An expert :math:`x \mapsto h(x, \eta)` is *strongly identifiable*
+when, for pairwise distinct :math:`\eta_1, \dots, \eta_\ell`, the functions of x
+
+.. math::
+
+    \Big\{\frac{\partial h}{\partial\eta^{(u)}}(x, \eta_j),\
+    \frac{\partial^2 h}{\partial\eta^{(u)}\partial\eta^{(v)}}(x, \eta_j),\
+    x^{(u)}\frac{\partial h}{\partial\eta^{(v)}}(x, \eta_j)\Big\}_{j, u, v}      \tag{expert set}
+
+are linearly independent. Then :math:`D_1(\hat G_n, G_*) = O_P(\sqrt{\log n/n})`; linear and
+polynomial experts violate it and their parameter rates are slower than any polynomial.
+The Taylor expansion of :math:`f_G - f_{G_*}` actually produces the terms of the softmax
+numerator :math:`F(x) = e^{\beta_1^\top x} h(x, \eta)`, so :data:`KINDS` also offers
+
+.. math::
+
+    \Big\{\frac{\partial^{|\alpha|} F}{\partial(\beta_1, \eta)^\alpha}(x; \beta_{1j}, \eta_j) :
+    0 \le |\alpha| \le 2\Big\}_j                                            \tag{gated set}
+
+with its gate–expert interaction: :math:`\partial^2 F/\partial\beta_1\partial b = \partial F/\partial a`
+for every :math:`h = \varphi(ax + b)`, and for linear experts additionally
+:math:`F = a\,\partial F/\partial a + b\,\partial F/\partial b` (h is 1-homogeneous in η).
+
+Conventions (stated, not hidden)
+--------------------------------
+* x is scalar (d = 1); :math:`\eta = (a, b)`, or :math:`(a_1, \dots, a_p, b)` for polynomial
+  experts :math:`h = b + \sum_j a_j x^j`; sigmoid/tanh/linear experts are :math:`\varphi(ax + b)`.
+* A member that coincides, as a function, with an earlier member **of the same atom** is merged
+  (it is the same coefficient of the Taylor expansion): this is how :math:`x\,\partial h/\partial b
+  = \partial h/\partial a`, shared by every :math:`\varphi(ax+b)`, is treated. Merges are reported.
+* Members that vanish identically (e.g. :math:`\partial^2 h/\partial a^2` of a linear expert)
+  make the set dependent.
+* The check uses ℓ = 2 atoms at fixed rational parameters (:data:`ATOMS`); a dependence found is a
+  complete counter-example, while independence is proved for those atoms only (a witness for the
+  condition, not a proof for every ℓ and η).
+
+Decision (STYLE.md §5: symbolic first, always a numeric spot-check)
+------------------------------------------------------------------
+1. identity-activation families: every member is a polynomial in x (times :math:`e^{\beta_1 x}`,
+   whose distinct exponents separate atoms); the exact rational coefficient matrix gives the rank
+   and a vanishing combination (its nullspace), which is re-checked with ``expand(...) == 0``;
+2. sigmoid/tanh: members are polynomials in :math:`x, s_j = \varphi(u_j), e_j = e^{\beta_{1j}x}`
+   (closed under :math:`d/dx`, since :math:`\sigma' = s - s^2`, :math:`\tanh' = 1 - s^2`). The
+   Wronskian at x = 0, with :math:`s_1 = \varphi(0)` rational and :math:`s_2 = \varphi(1)` kept as a
+   symbol S, is a polynomial in S; if it is not the zero polynomial the Wronskian is non-zero
+   (:math:`\varphi(1)` is transcendental by Lindemann–Weierstrass), which proves independence. If it
+   vanishes, the Wronskian's nullspace proposes a combination that is verified symbolically;
+3. numeric spot-check, always: the smallest/largest singular value of the column-normalised
+   matrix of the members at 64 points of [-3, 3], in mpmath with :data:`DPS` digits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import mpmath
+import sympy as sp
+
+from theorylab.errors import ConfigError
+
+__all__ = ["FAMILIES", "KINDS", "ATOMS", "DPS", "Member", "IdentifiabilityResult", "function_set",
+           "function_set_latex", "verify", "identifiability_report"]
+
+FAMILIES = ("sigmoid", "tanh", "linear", "polynomial")
+KINDS = ("expert", "gated")
+DPS = 40                     # mpmath digits of the numeric spot check
+DOMAIN = "x in [-3, 3] (64 Chebyshev points)"
+NUMERIC_INDEPENDENT = 1e-15  # singular-value ratio above: independent; below 1e-25: dependent
+NUMERIC_DEPENDENT = 1e-25
+
+x = sp.Symbol("x")
+
+# two distinct atoms (beta1, a, b); polynomial experts use a = (a1, a1/2, ...) and degree 2.
+# b = 0 and b = log 3 make phi(b) rational (sigmoid 1/2, 3/4; tanh 0, 4/5), so the Wronskian at
+# x = 0 is an exact rational number.
+ATOMS = ((sp.Integer(0), sp.Integer(1), sp.Integer(0)), (sp.Integer(1), sp.Integer(2), sp.log(3)))
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of a function set: ``expr`` in x (with s_j = phi(u_j), e_j = exp(beta1_j x))."""
+
+    atom: int
+    label: str
+    expr: sp.Expr
+
+
+@dataclass(frozen=True)
+class IdentifiabilityResult:
+    """Verdict for one family: ``holds`` is True when the set is linearly independent.
+
+    method: which step decided it; dependence: a vanishing combination (sympy expression in the
+    member labels' functions, ``None`` if independent); vanishing: labels of identically-zero
+    members; merged: (label, merged-into label) pairs; numeric_ratio: smallest/largest singular
+    value of the sampled set; numeric_agrees: the numeric check gives the same verdict.
+    """
+
+    family: str
+    kind: str
+    holds: bool
+    method: str
+    dependence: sp.Expr | None
+    vanishing: tuple[str, ...]
+    merged: tuple[tuple[str, str], ...]
+    n_functions: int
+    numeric_ratio: float
+    numeric_agrees: bool
+    domain: str = DOMAIN
+    dps: int = DPS
+    details: dict = field(default_factory=dict)
+
+
+# ---- the sets ----------------------------------------------------------------------------------
+
+def _phi_derivs(family, s):
+    """phi, phi', phi'' as polynomials in s = phi(u) (sigmoid, tanh)."""
+    if family == "sigmoid":
+        d1 = s - s ** 2
+        return s, d1, sp.expand(d1 * (1 - 2 * s))
+    d1 = 1 - s ** 2
+    return s, d1, sp.expand(-2 * s * d1)
+
+
+def _atom_setup(family, j, degree):
+    beta1, a, b = ATOMS[j]
+    if family == "polynomial":
+        coeffs = [a / (i + 1) for i in range(degree)]
+        names = [f"a_{i + 1}" for i in range(degree)] + ["b"]
+        z = [x ** (i + 1) for i in range(degree)] + [sp.Integer(1)]
+        u = sum(c * zi for c, zi in zip(coeffs, z[:-1], strict=True)) + b
+    else:
+        names, z, u = ["a", "b"], [x, sp.Integer(1)], a * x + b
+    if family in ("linear", "polynomial"):
+        phis = (u, sp.Integer(1), sp.Integer(0))
+    else:
+        phis = _phi_derivs(family, sp.Symbol(f"s_{j + 1}"))
+    return beta1, names, z, phis
+
+
+def function_set(family: str, kind: str = "expert", degree: int = 2) -> tuple[list[Member], list]:
+    """Members of the ``kind`` set for the two atoms of :data:`ATOMS` and the merges made.
+
+    Returns (members, merged) with ``merged`` a list of (label, label it duplicates).
+    """
+    if family not in FAMILIES:
+        raise ConfigError(f"'family' must be one of {', '.join(map(repr, FAMILIES))}. Got {family!r}.")
+    if kind not in KINDS:
+        raise ConfigError(f"'kind' must be one of {', '.join(map(repr, KINDS))}. Got {kind!r}.")
+    members, merged = [], []
+    for j in range(len(ATOMS)):
+        beta1, names, z, (p0, p1, p2) = _atom_setup(family, j, degree)
+        q = len(names)
+        raw = []
+        if kind == "expert":
+            raw += [(f"dh/d{names[u]}", z[u] * p1) for u in range(q)]
+            raw += [(f"d2h/d{names[u]}d{names[v]}", z[u] * z[v] * p2)
+                    for u in range(q) for v in range(u, q)]
+            raw += [(f"x dh/d{names[v]}", x * z[v] * p1) for v in range(q)]
+        else:  # derivatives of F = e^{beta1 x} h up to order 2; e_j = exp(beta1_j x) kept
+            e = sp.Symbol(f"e_{j + 1}")
+            raw += [("F", e * p0), ("dF/dbeta1", e * x * p0), ("d2F/dbeta1^2", e * x ** 2 * p0)]
+            raw += [(f"dF/d{names[u]}", e * z[u] * p1) for u in range(q)]
+            raw += [(f"d2F/dbeta1d{names[u]}", e * x * z[u] * p1) for u in range(q)]
+            raw += [(f"d2F/d{names[u]}d{names[v]}", e * z[u] * z[v] * p2)
+                    for u in range(q) for v in range(u, q)]
+        seen = {}
+        for label, expr in raw:
+            expr = sp.expand(expr)
+            label = f"{label}@{j + 1}"
+            key = sp.srepr(expr)
+            if key in seen and expr != 0:
+                merged.append((label, seen[key]))
+                continue
+            seen.setdefault(key, label)
+            members.append(Member(j, label, expr))
+    return members, merged
+
+
+def function_set_latex(family: str, kind: str = "expert", degree: int = 2) -> str:
+    """LaTeX of one atom's set (before merging), with :math:`\\varphi` the activation, for the book."""
+    phi = {"sigmoid": r"\sigma", "tanh": r"\tanh"}.get(family)
+    a, b = sp.symbols("a b")
+    if family == "polynomial":
+        avec = sp.symbols(f"a_1:{degree + 1}")
+        eta = list(avec) + [b]
+        h = b + sum(ai * x ** (i + 1) for i, ai in enumerate(avec))
+    else:
+        eta = [a, b]
+        h = sp.Function("varphi")(a * x + b) if phi else a * x + b
+    if kind == "gated":
+        beta1 = sp.Symbol("beta_1")
+        F = sp.exp(beta1 * x) * h
+        var = [beta1] + eta
+        items = [F] + [sp.diff(F, v) for v in var]
+        items += [sp.diff(F, v, w) for i, v in enumerate(var) for w in var[i:]]
+    else:
+        items = [sp.diff(h, v) for v in eta]
+        items += [sp.diff(h, v, w) for i, v in enumerate(eta) for w in eta[i:]]
+        items += [x * sp.diff(h, v) for v in eta]
+    def tidy(e):  # phi^{(r)} evaluated at ax+b instead of sympy's Subs(Derivative(...))
+        e = e.replace(lambda t: isinstance(t, sp.Subs),
+                      lambda t: sp.Symbol(r"\varphi" + "'" * t.expr.derivative_count))
+        return e.replace(lambda t: isinstance(t, sp.Function) and t.func.__name__ == "varphi",
+                         lambda t: sp.Symbol(r"\varphi"))
+    body = ",\\ ".join(sp.latex(tidy(sp.simplify(it))) for it in items)
+    tex = r"\left\{" + body + r"\right\}"
+    if phi:
+        tex = tex.replace(r"\varphi", phi) + r"\quad(" + phi + r"^{(r)} \text{ at } a x + b)"
+    return tex
+
+
+# ---- decision ----------------------------------------------------------------------------------
+
+def _is_identity(family):
+    return family in ("linear", "polynomial")
+
+
+def _numeric_ratio(members, family):
+    """min/max singular value of the column-normalised matrix of the members on [-3, 3]."""
+    syms = [x] + [sp.Symbol(f"{c}_{j + 1}") for j in range(len(ATOMS)) for c in "se"]
+    fns = [sp.lambdify(syms, m.expr, "mpmath") for m in members]
+    with mpmath.workdps(DPS):
+        rows = []
+        for i in range(64):
+            xv = 3 * mpmath.cos(mpmath.pi * (2 * i + 1) / 128)
+            args = [xv]
+            for beta1, a, b in ATOMS:
+                u = a * xv + mpmath.mpf(sp.N(b, DPS + 10))
+                s_val = (1 / (1 + mpmath.exp(-u)) if family == "sigmoid" else mpmath.tanh(u))
+                args += [s_val, mpmath.exp(int(beta1) * xv)]
+            rows.append([mpmath.mpf(f(*args)) for f in fns])
+        M = mpmath.matrix(rows)
+        for c in range(M.cols):
+            norm = mpmath.sqrt(sum(M[r, c] ** 2 for r in range(M.rows)))
+            for r in range(M.rows):
+                M[r, c] /= norm
+        svs = sorted(mpmath.svd_r(M, compute_uv=False))
+        return float(svs[0] / svs[-1])
+
+
+def _combination(members, coeffs):
+    """sum_i c_i f_i over the nonzero coefficients, as an unevaluated readable sum."""
+    first = next(c for c in coeffs if c != 0)
+    coeffs = [sp.nsimplify(sp.simplify(c / first)) for c in coeffs]  # first coefficient 1
+    terms = [(c, m) for c, m in zip(coeffs, members, strict=True) if c != 0]
+    expr = sp.Add(*[sp.Mul(c, sp.Function(m.label.replace("/", "_").replace(" ", "_"))(x),
+                           evaluate=False) for c, m in terms], evaluate=False)
+    return expr, sp.expand(sum(c * m.expr for c, m in terms)), [(m.label, str(c)) for c, m in terms]
+
+
+def _polynomial_decision(members):
+    """Exact coefficient matrix over monomials e_j^k x^m; returns (rank_deficient, coeffs)."""
+    polys = [sp.Poly(m.expr, x, *sorted(m.expr.free_symbols - {x}, key=str)) for m in members]
+    keys = sorted({(str(p.gens[1:]), mon) for p in polys for mon in p.monoms()})
+    index = {k: i for i, k in enumerate(keys)}
+    A = sp.zeros(len(keys), len(members))
+    for c, p in enumerate(polys):
+        for mon, coef in zip(p.monoms(), p.coeffs(), strict=True):
+            A[index[(str(p.gens[1:]), mon)], c] = coef
+    null = A.nullspace()
+    return (len(null) > 0), (list(null[0]) if null else None), A.rank()
+
+
+def _wronskian_decision(members, family):
+    """Exact Wronskian at x = 0 (s_j = phi(b_j) rational, e_j = 1), computed on sympy Polys.
+
+    d/dx acts on polynomials in (x, s_j, e_j) as d/dx + sum_j a_j phi'(s_j) d/ds_j + beta1_j e_j d/de_j.
+    Returns (deficient, coeffs, det): deficient False when det != 0 (independence proved).
+    """
+    s_syms = [sp.Symbol(f"s_{j + 1}") for j in range(len(ATOMS))]
+    e_syms = [sp.Symbol(f"e_{j + 1}") for j in range(len(ATOMS))]
+    gens = (x, *s_syms, *e_syms)
+    polys = [sp.Poly(m.expr, *gens, domain="QQ") for m in members]
+    chain = [(sp.Poly(a * _phi_derivs(family, s)[1], *gens, domain="QQ"), s, sp.Poly(beta1 * e, *gens, domain="QQ"), e)
+             for (beta1, a, _), s, e in zip(ATOMS, s_syms, e_syms, strict=True)]
+
+    def D(p):
+        out = p.diff(x)
+        for slope, s, grow, e in chain:
+            out += p.diff(s) * slope + p.diff(e) * grow
+        return out
+
+    at0 = [sp.Integer(0)] + [sp.simplify(_phi_value(family, b)) for _, _, b in ATOMS] + [sp.Integer(1)] * len(ATOMS)
+    assert all(v.is_Rational for v in at0[1:]), at0
+    N = len(polys)
+    W = sp.zeros(N, N)
+    for c, p in enumerate(polys):
+        for r in range(N):
+            W[r, c] = p(*at0)
+            if r < N - 1:
+                p = D(p)
+    det = W.det(method="bareiss")
+    if det != 0:
+        return False, None, det
+    for vec in W.nullspace():
+        den = sp.ilcm(*[sp.fraction(sp.nsimplify(v))[1] for v in vec])
+        vec = [sp.nsimplify(v) * den for v in vec]
+        if sp.expand(sum(c * m.expr for c, m in zip(vec, members, strict=True))) == 0:
+            return True, vec, det
+    return None, None, det
+
+
+def _phi_value(family, u):
+    return 1 / (1 + sp.exp(-u)) if family == "sigmoid" else sp.tanh(u).rewrite(sp.exp)
+
+
+def verify(family: str, kind: str = "expert", degree: int = 2, extra: tuple = ()) -> IdentifiabilityResult:
+    """Decide strong identifiability of ``family`` (module docstring), symbolic then numeric.
+
+    ``extra`` appends members (``Member`` objects) to the set, e.g. to inject a dependence and
+    see the check fail.
+    """
+    members, merged = function_set(family, kind, degree)
+    members = members + list(extra)
+    vanishing = tuple(m.label for m in members if m.expr == 0)
+    nonzero = [m for m in members if m.expr != 0]
+    details = {}
+    dependence = None
+    if _is_identity(family) or all(not (m.expr.free_symbols & {sp.Symbol("s_1"), sp.Symbol("s_2")})
+                                   for m in nonzero):
+        deficient, coeffs, rank = _polynomial_decision(nonzero)
+        details["rank"], details["n_nonzero"] = int(rank), len(nonzero)
+        method = "symbolic: exact polynomial coefficient matrix"
+        if deficient:
+            dependence, residual, details["combination"] = _combination(nonzero, coeffs)
+            details["residual_is_zero"] = bool(residual == 0)  # the nullspace vector is exact
+    else:
+        deficient, coeffs, det = _wronskian_decision(nonzero, family)
+        details["wronskian_at_0"] = str(sp.factor(det)) if det != 0 else "0"
+        method = "symbolic: exact Wronskian at x=0 is nonzero"
+        if deficient:
+            method = "symbolic: Wronskian nullspace combination verified by expand(...) == 0"
+            dependence, residual, details["combination"] = _combination(nonzero, coeffs)
+            details["residual_is_zero"] = bool(residual == 0)
+        elif deficient is None:
+            method = "numeric only: Wronskian vanishes at x=0, no exact combination found"
+    if vanishing:
+        method += f"; {len(vanishing)} member(s) vanish identically"
+    ratio = _numeric_ratio(nonzero, family)
+    numeric_dep = ratio < NUMERIC_DEPENDENT
+    numeric_ind = ratio > NUMERIC_INDEPENDENT
+    if deficient is None:
+        holds = numeric_ind and not vanishing
+    else:
+        holds = not deficient and not vanishing
+    agrees = (numeric_ind and not deficient) or (numeric_dep and bool(deficient)) or (
+        deficient is None and (numeric_ind or numeric_dep))
+    if vanishing and not deficient:
+        agrees = numeric_ind  # the nonzero members are independent; the zeros decide
+    return IdentifiabilityResult(family, kind, bool(holds), method, dependence, vanishing,
+                                 tuple(merged), len(members), float(ratio), bool(agrees),
+                                 details=details)
+
+
+def identifiability_report(kind: str = "expert", degree: int = 2) -> dict[str, IdentifiabilityResult]:
+    """:func:`verify` for every family of :data:`FAMILIES`."""
+    return {family: verify(family, kind, degree) for family in FAMILIES}

@@ -1,0 +1,307 @@
+"""Tests of theorylab.kernels.moe (softmax-gated MoE of Nguyen, Ho, Rinaldo 2024, arXiv 2402.02952).
+
+Every fast kernel is compared with a slow twin written from the formula, the analytic Jacobian with
+torch autograd and finite differences; invariances are hypothesis properties with bounded floats.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from theorylab.errors import ConfigError, InputError
+from theorylab.kernels.moe import (
+    FAMILIES,
+    MoEParams,
+    _slow_jacobian,
+    _slow_moe_predict,
+    _slow_residuals,
+    atom_errors,
+    fit_lse,
+    l2_error,
+    moe_predict,
+    n_eta,
+    n_free,
+    objective,
+    pack,
+    residuals_jacobian,
+    unpack,
+    voronoi_cells,
+    voronoi_d1,
+    voronoi_d2,
+)
+from theorylab.kernels.moe_voronoi import _slow_voronoi_d1, _slow_voronoi_d2
+
+CASES = [(fam, d) for fam in FAMILIES for d in (1, 2)]
+IDS = [f"{fam}-d{d}" for fam, d in CASES]
+
+
+def _degree(family):
+    return 3 if family == "polynomial" else 1
+
+
+def _random_params(rng, k, d, family, scale=1.0):
+    m = n_eta(family, d, _degree(family))
+    return MoEParams(scale * rng.normal(size=(k, d)), scale * rng.normal(size=k),
+                     scale * rng.normal(size=(k, m)) / (1.0 if family != "polynomial" else 3.0))
+
+
+def _torch_f(theta, X, k, family, degree):
+    """f_G(X) in torch from theta (the packing of theorylab.kernels.moe.pack), for autograd."""
+    n, d = X.shape
+    m = n_eta(family, d, degree)
+    g1 = (k - 1) * d
+    beta1 = torch.cat([theta[:g1].reshape(k - 1, d), torch.zeros(1, d, dtype=theta.dtype)])
+    beta0 = torch.cat([theta[g1:g1 + k - 1], torch.zeros(1, dtype=theta.dtype)])
+    eta = theta[g1 + k - 1:].reshape(k, m)
+    deg = degree if family == "polynomial" else 1
+    z = torch.cat([X ** (p + 1) for p in range(deg)] + [torch.ones(n, 1, dtype=X.dtype)], dim=1)
+    gates = torch.softmax(X @ beta1.T + beta0, dim=1)
+    u = z @ eta.T
+    h = {"sigmoid": torch.sigmoid, "tanh": torch.tanh}.get(family, lambda v: v)(u)
+    return (gates * h).sum(dim=1)
+
+
+# ---- prediction and Jacobian ------------------------------------------------------------------
+
+@pytest.mark.parametrize("family,d", CASES, ids=IDS)
+def test_predict_matches_slow_twin(family, d):
+    rng = np.random.default_rng(1)
+    for k in (1, 2, 3):
+        params = _random_params(rng, k, d, family, scale=2.0)
+        X = rng.uniform(-3, 3, size=(40, d))
+        fast = moe_predict(X, params, family, _degree(family))
+        slow = _slow_moe_predict(X, params, family, _degree(family))
+        np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("family,d", CASES, ids=IDS)
+def test_jacobian_matches_autograd_and_finite_differences(family, d):
+    rng = np.random.default_rng(2)
+    deg = _degree(family)
+    k = 3
+    params = _random_params(rng, k, d, family)
+    theta = pack(params)
+    X = rng.uniform(-2, 2, size=(25, d))
+    y = rng.normal(size=25)
+    r, J = residuals_jacobian(theta, X, y, family, deg, k)
+    np.testing.assert_allclose(r, _slow_residuals(theta, X, y, family, deg, k), rtol=1e-12, atol=1e-12)
+    Xt = torch.tensor(X)
+    J_auto = torch.autograd.functional.jacobian(
+        lambda th: _torch_f(th, Xt, k, family, deg), torch.tensor(theta)).numpy()
+    np.testing.assert_allclose(J, J_auto, rtol=1e-10, atol=1e-12)
+    # central differences: truncation error O(eps^2 f''') ~ 1e-10 at eps = 1e-6
+    np.testing.assert_allclose(J, _slow_jacobian(theta, X, y, family, deg, k), rtol=1e-6, atol=1e-7)
+
+
+def test_pack_unpack_round_trip_and_gauge():
+    rng = np.random.default_rng(3)
+    for family in FAMILIES:
+        for d in (1, 2):
+            p = _random_params(rng, 3, d, family)
+            theta = pack(p)
+            assert theta.shape == (n_free(3, d, family, _degree(family)),)
+            q = unpack(theta, 3, d, family, _degree(family))
+            assert np.all(q.beta1[-1] == 0) and q.beta0[-1] == 0
+            np.testing.assert_allclose(pack(q), theta)
+            X = rng.uniform(-2, 2, size=(10, d))
+            np.testing.assert_allclose(moe_predict(X, q, family, _degree(family)),
+                                       moe_predict(X, p, family, _degree(family)), rtol=1e-12, atol=1e-13)
+
+
+# ---- invariances (hypothesis) -----------------------------------------------------------------
+
+finite = st.floats(-5.0, 5.0, allow_nan=False, allow_infinity=False)
+
+
+@settings(deadline=None, max_examples=40)
+@given(st.sampled_from(FAMILIES), st.integers(1, 2), st.integers(0, 2 ** 31), finite, finite, finite)
+def test_f_invariant_to_gate_translation(family, d, seed, c1a, c1b, c0):
+    rng = np.random.default_rng(seed)
+    p = _random_params(rng, 3, d, family)
+    c1 = np.array([c1a, c1b][:d])
+    q = MoEParams(p.beta1 + c1, p.beta0 + c0, p.eta)
+    X = rng.uniform(-3, 3, size=(20, d))
+    np.testing.assert_allclose(moe_predict(X, q, family, _degree(family)),
+                               moe_predict(X, p, family, _degree(family)), rtol=1e-9, atol=1e-11)
+
+
+@settings(deadline=None, max_examples=40)
+@given(st.sampled_from(FAMILIES), st.integers(1, 2), st.integers(0, 2 ** 31), st.permutations(range(3)))
+def test_f_and_d1_invariant_to_permuting_atoms(family, d, seed, perm):
+    rng = np.random.default_rng(seed)
+    p = _random_params(rng, 3, d, family)
+    true = _random_params(rng, 2, d, family)
+    perm = list(perm)
+    q = MoEParams(p.beta1[perm], p.beta0[perm], p.eta[perm])
+    X = rng.uniform(-3, 3, size=(20, d))
+    np.testing.assert_allclose(moe_predict(X, q, family, _degree(family)),
+                               moe_predict(X, p, family, _degree(family)), rtol=1e-12, atol=1e-12)
+    assert voronoi_d1(q, true) == pytest.approx(voronoi_d1(p, true), rel=1e-12)
+
+
+@settings(deadline=None, max_examples=40)
+@given(st.sampled_from(FAMILIES), st.integers(1, 2), st.integers(0, 2 ** 31), finite, finite)
+def test_d1_zero_at_truth_in_any_gauge(family, d, seed, c1, c0):
+    rng = np.random.default_rng(seed)
+    true = _random_params(rng, 2, d, family)
+    assert voronoi_d1(true, true) == 0.0
+    shifted = MoEParams(true.beta1 + c1, true.beta0 + c0, true.eta)  # same f, other gauge
+    assert voronoi_d1(shifted, true) == pytest.approx(0.0, abs=1e-12)
+
+
+@settings(deadline=None, max_examples=40)
+@given(st.sampled_from(FAMILIES), st.integers(0, 2 ** 31), st.integers(0, 2),
+       st.floats(1e-3, 2.0), st.sampled_from(["beta1", "beta0", "eta"]))
+def test_d1_positive_away_from_truth(family, seed, atom, size, part):
+    rng = np.random.default_rng(seed)
+    true = _random_params(rng, 3, 1, family)
+    arrays = {"beta1": true.beta1.copy(), "beta0": true.beta0.copy(), "eta": true.eta.copy()}
+    if part == "beta0":
+        arrays["beta0"][atom] += size
+    else:
+        arrays[part][atom, 0] += size
+    assert voronoi_d1(MoEParams(**arrays), true) > 0.0
+
+
+@settings(deadline=None, max_examples=30)
+@given(st.sampled_from(FAMILIES), st.integers(0, 2 ** 31), st.sampled_from([-1e4, 1e4]))
+def test_finite_for_extreme_logits(family, seed, big):
+    rng = np.random.default_rng(seed)
+    p = _random_params(rng, 3, 1, family)
+    p = MoEParams(p.beta1 * 0 + np.array([[big], [-big], [0.0]]), np.array([big, -big, 0.0]), p.eta)
+    X = rng.uniform(-3, 3, size=(30, 1))
+    f = moe_predict(X, p, family, _degree(family))
+    assert np.all(np.isfinite(f))
+    r, J = residuals_jacobian(pack(p), X, np.zeros(30), family, _degree(family), 3)
+    assert np.all(np.isfinite(r)) and np.all(np.isfinite(J))
+    # gates saturate: f equals the slow twin (which also shifts by the max logit)
+    np.testing.assert_allclose(f, _slow_moe_predict(X, p, family, _degree(family)), rtol=1e-12, atol=1e-12)
+
+
+# ---- Voronoi losses ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_voronoi_losses_match_slow_twin(family):
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        true = _random_params(rng, 2, 1, family)
+        fit = _random_params(rng, 3, 1, family)
+        assert voronoi_d1(fit, true) == pytest.approx(_slow_voronoi_d1(fit, true), rel=1e-12)
+        for r in (1.0, 3.0, 4.5):
+            assert voronoi_d2(fit, true, r) == pytest.approx(_slow_voronoi_d2(fit, true, r), rel=1e-12)
+
+
+def test_voronoi_cells_and_atom_errors_on_a_split_atom():
+    # truth: 2 atoms; fit: atom 0's expert off by e1, atom 1 split into two halves (weights sum
+    # to the truth's). A gate offset would be absorbed by the gauge, an expert offset cannot be.
+    true = MoEParams(np.array([[2.0], [0.0]]), np.array([-0.5, 0.0]), np.array([[-2.0, 1.0], [3.0, -1.0]]))
+    e1, e2 = 1e-3, 1e-2
+    fit = MoEParams(np.array([[2.0], [0.0], [0.0]]), np.array([-0.5, np.log(0.5), np.log(0.5)]),
+                    np.array([[-2.0 + e1, 1.0], [3.0 + e2, -1.0], [3.0 - e2, -1.0]]))
+    assert list(voronoi_cells(fit, true)) == [0, 1, 1]
+    exact, over = atom_errors(fit, true)
+    assert exact == pytest.approx(e1, rel=1e-9)
+    assert over == pytest.approx(e2, rel=1e-9)
+    # D1 from the formula: e^{b0}|dη| for the singleton + 2 * 0.5 * e2^2 for the split cell
+    assert voronoi_d1(fit, true) == pytest.approx(np.exp(-0.5) * e1 + e2 ** 2, rel=1e-9)
+    assert np.isnan(atom_errors(true, true)[1])
+    # a pure gate offset of one atom is a gauge translation when it is the only other atom
+    shifted = MoEParams(true.beta1 + 0.7, true.beta0 - 0.2, true.eta)
+    assert atom_errors(shifted, true) == (0.0, pytest.approx(float("nan"), nan_ok=True))
+
+
+def test_l2_error_matches_direct_formula():
+    rng = np.random.default_rng(5)
+    true = _random_params(rng, 2, 1, "tanh")
+    fit = _random_params(rng, 3, 1, "tanh")
+    X = rng.uniform(-3, 3, size=(500, 1))
+    direct = np.sqrt(np.mean((_slow_moe_predict(X, fit, "tanh") - _slow_moe_predict(X, true, "tanh")) ** 2))
+    assert l2_error(fit, true, X, "tanh") == pytest.approx(direct, rel=1e-12)
+    assert l2_error(true, true, X, "tanh") == 0.0
+
+
+# ---- the least-squares fit --------------------------------------------------------------------
+
+TRUE_SIG = MoEParams(np.array([[2.0], [0.0]]), np.array([-0.5, 0.0]), np.array([[-2.0, 1.0], [3.0, -1.0]]))
+
+
+def test_fit_recovers_truth_without_noise():
+    rng = np.random.default_rng(6)
+    X = rng.uniform(-3, 3, size=(400, 1))
+    y = moe_predict(X, TRUE_SIG, "sigmoid")
+    fit = fit_lse(X, y, "sigmoid", 2, seed=0)
+    assert fit.objective < 1e-16
+    assert voronoi_d1(fit.params, TRUE_SIG) < 1e-6
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fit_recovers_exact_model_of_each_family(family):
+    rng = np.random.default_rng(7)
+    deg = _degree(family)
+    true = MoEParams(np.array([[1.5], [0.0]]), np.array([0.3, 0.0]),
+                     np.array([[-1.0] + [0.0] * (deg - 1) + [0.5], [1.0] + [0.2] * (deg - 1) + [-0.5]]))
+    X = rng.uniform(-2, 2, size=(300, 1))
+    fit = fit_lse(X, moe_predict(X, true, family, deg), family, 2, seed=1, degree=deg)
+    assert fit.objective < 1e-12
+
+
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("n", [100, 1000, 5000])
+def test_fit_beats_truth_objective_on_noisy_data(k, n):
+    for rep in range(3):
+        rng = np.random.default_rng(100 * n + rep)
+        X = rng.uniform(-3, 3, size=(n, 1))
+        y = moe_predict(X, TRUE_SIG, "sigmoid") + 0.1 * rng.normal(size=n)
+        fit = fit_lse(X, y, "sigmoid", k, seed=rep, bound=30.0)
+        truth = objective(X, y, TRUE_SIG, "sigmoid")
+        assert fit.objective <= truth * (1 + 1e-9), (n, k, rep, fit.objective, truth)
+        assert fit.objective == pytest.approx(objective(X, y, fit.params, "sigmoid"), rel=1e-12)
+
+
+def test_fit_is_deterministic_given_seed():
+    rng = np.random.default_rng(8)
+    X = rng.uniform(-3, 3, size=(300, 1))
+    y = moe_predict(X, TRUE_SIG, "sigmoid") + 0.1 * rng.normal(size=300)
+    a = fit_lse(X, y, "sigmoid", 3, seed=5)
+    b = fit_lse(X, y, "sigmoid", 3, seed=5)
+    np.testing.assert_array_equal(a.theta, b.theta)
+
+
+def test_bound_is_respected():
+    rng = np.random.default_rng(9)
+    X = rng.uniform(-3, 3, size=(500, 1))
+    y = moe_predict(X, TRUE_SIG, "sigmoid") + 0.3 * rng.normal(size=500)
+    fit = fit_lse(X, y, "sigmoid", 3, seed=0, bound=4.0)
+    assert np.all(np.abs(fit.theta) <= 4.0)
+
+
+# ---- bad input ---------------------------------------------------------------------------------
+
+X_OK = np.linspace(-1, 1, 50)[:, None]
+Y_OK = np.zeros(50)
+BAD_CALLS = [
+    ("k<1", lambda: fit_lse(X_OK, Y_OK, "sigmoid", 0, seed=0), ConfigError),
+    ("unknown family", lambda: fit_lse(X_OK, Y_OK, "relu", 2, seed=0), ConfigError),
+    ("nan X", lambda: fit_lse(np.where(X_OK > 0.5, np.nan, X_OK), Y_OK, "sigmoid", 2, seed=0), InputError),
+    ("inf y", lambda: fit_lse(X_OK, np.full(50, np.inf), "sigmoid", 2, seed=0), InputError),
+    ("n < P", lambda: fit_lse(X_OK[:5], Y_OK[:5], "sigmoid", 3, seed=0), InputError),
+    ("y shape", lambda: fit_lse(X_OK, Y_OK[:40], "sigmoid", 2, seed=0), InputError),
+    ("degree 0", lambda: fit_lse(X_OK, Y_OK, "polynomial", 2, seed=0, degree=0), ConfigError),
+    ("bad tol", lambda: fit_lse(X_OK, Y_OK, "sigmoid", 2, seed=0, tol=-1.0), ConfigError),
+    ("theta shape", lambda: residuals_jacobian(np.zeros(3), X_OK, Y_OK, "sigmoid", 1, 2), InputError),
+    ("eta shape", lambda: moe_predict(X_OK, MoEParams(np.zeros((2, 1)), np.zeros(2), np.zeros((2, 3))),
+                                      "sigmoid"), InputError),
+    ("params d", lambda: voronoi_d1(MoEParams(np.zeros((2, 2)), np.zeros(2), np.zeros((2, 3))),
+                                    MoEParams(np.zeros((2, 1)), np.zeros(2), np.zeros((2, 2)))), InputError),
+]
+
+
+@pytest.mark.parametrize("call,exc", [(c, e) for _, c, e in BAD_CALLS], ids=[i for i, _, _ in BAD_CALLS])
+def test_bad_input_raises_one_line_error(call, exc):
+    with pytest.raises(exc) as info:
+        call()
+    assert "\n" not in str(info.value) and len(str(info.value)) > 10
