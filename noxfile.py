@@ -53,11 +53,15 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(venv_backend=BACKEND, default=False)
 def study(session: nox.Session) -> None:
-    """The full default studies and verdicts (long): results/verify_full.json + the store."""
+    """The full default studies and their verdicts (long): results/verify_full[_PREFIX].json.
+
+    ``nox -s study -- moe`` runs one paper's claims (results/verify_full_moe.json). Finished
+    units are kept in the store (theorylab-results/results.sqlite), so an interrupted run resumes.
+    """
     _install(session, "dev")
     prefixes = session.posargs or []
-    session.run("theorylab", "verify", "--json", "results/verify_full.json", *prefixes,
-                success_codes=[0, 1])
+    out = "results/verify_full" + "".join(f"_{p}" for p in prefixes) + ".json"
+    session.run("theorylab", "verify", "--json", out, *prefixes, success_codes=[0, 1])
 
 
 @nox.session(venv_backend=BACKEND, default=False)

@@ -1,7 +1,7 @@
 """Render the book's generated parts: verdict tables and symbolic results (no simulation).
 
-Reads ``results/verify_full.json`` (written by ``nox -s study``) and, where present,
-``results/verify_quick.json``; writes ``book/_generated/<paper>_verdicts.md`` (one per paper),
+Reads ``results/verify_full*.json`` (written by ``nox -s study``, one file per paper or one
+for all) and, where present, ``results/verify_quick*.json``; writes ``book/_generated/<paper>_verdicts.md`` (one per paper),
 and ``moe_identifiability.md`` straight from :mod:`theorylab.theory.moe`.
 """
 
@@ -62,12 +62,13 @@ def main() -> int:
     OUT.mkdir(exist_ok=True)
     (OUT / "moe_identifiability.md").write_text(moe_identifiability())
     found = False
-    for label, name in (("full study", "verify_full.json"), ("quick", "verify_quick.json")):
-        path = ROOT / "results" / name
-        if not path.exists():
+    for label, pattern in (("full study", "verify_full*.json"), ("quick", "verify_quick*.json")):
+        rows = [r for path in sorted((ROOT / "results").glob(pattern))
+                for r in json.loads(path.read_text())]
+        if not rows:
             continue
         found = True
-        for paper, text in render(json.loads(path.read_text()), label).items():
+        for paper, text in render(rows, label).items():
             suffix = "" if label == "full study" else "_quick"
             (OUT / f"{paper}_verdicts{suffix}.md").write_text(text)
     if not found:

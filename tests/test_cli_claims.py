@@ -1,8 +1,8 @@
 import json
 
 import pytest
-from support.toy import ToyStudy
 
+from support.toy import ToyStudy
 from theorylab import claims as claims_mod
 from theorylab.claims import REGISTRY, Verdict, claim, select
 from theorylab.cli import main

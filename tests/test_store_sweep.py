@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from support.toy import ToyStudy
 
+from support.toy import ToyStudy
 from theorylab.errors import ConfigError, StoreError
 from theorylab.store import Store
 from theorylab.study import config_hash, from_dict

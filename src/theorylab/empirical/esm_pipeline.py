@@ -113,21 +113,21 @@ class EsmNeuronsStudy(Study):
 
     task: str = "multi"                # shipped task (TASKS)
     size: str = "small"                # ESM_SHAPES key: tiny | small | t6_8M
-    max_len: int = 128                 # tokens incl. BOS/EOS (sequences truncated)
-    n_pretrain: int = 6000             # MLM pretraining sequences (all shipped sets)
-    pretrain_epochs: int = 3
+    max_len: int = 96                  # tokens incl. BOS/EOS (sequences truncated)
+    n_pretrain: int = 3000             # MLM pretraining sequences (all shipped sets)
+    pretrain_epochs: int = 2
     pretrain_lr: float = 2e-3
-    n_task: int = 3000                 # task sequences (class-balanced sample) before the split
+    n_task: int = 2000                 # task sequences (class-balanced sample) before the split
     finetune_epochs: int = 20          # upper bound: early stopping on validation loss
     finetune_lr: float = 1e-3
     batch_size: int = 32
     patience: int = 3                  # epochs without validation improvement
-    n_attr: int = 64                   # training sequences used to score neurons
+    n_attr: int = 32                   # training sequences used to score neurons
     ig_steps: int = 20                 # Gauss-Legendre points (Dai et al. use ~20)
     fractions: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)  # the paper's grid
     n_random: int = 5                  # random selections per fraction (CI over these)
     resets: tuple[str, ...] = RESETS
-    n_reps: int = 2                    # independently seeded replicates of the whole pipeline
+    n_reps: int = 4                    # independently seeded replicates of the whole pipeline
     device: str = "auto"
     seed: int = 0
 
@@ -158,8 +158,8 @@ class EsmNeuronsStudy(Study):
 
     def quick(self) -> EsmNeuronsStudy:
         """CI form: tiny model, short sequences, fewer data; same fractions, seeds and tests."""
-        return self.replace(size="tiny", max_len=64, n_pretrain=1500, n_task=2000,
-                            finetune_lr=2e-3, n_attr=32, n_reps=1)
+        return self.replace(size="tiny", max_len=64, n_pretrain=1500, pretrain_epochs=3,
+                            n_task=2000, finetune_lr=2e-3, n_attr=32, n_reps=1)
 
     def units(self) -> list[dict]:
         return [{"rep": r} for r in range(self.n_reps)]

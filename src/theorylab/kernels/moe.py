@@ -53,7 +53,8 @@ from theorylab.validation import check_choice, check_finite, check_int, check_re
 __all__ = [
     "FAMILIES", "MoEParams", "FitResult", "n_eta", "n_free", "pack", "unpack", "moe_predict",
     "residuals_jacobian", "objective", "fit_lse", "lm_fit", "random_start",
-    "voronoi_cells", "voronoi_d1", "voronoi_d2", "atom_errors", "l2_error",
+    "voronoi_cells", "voronoi_d1", "voronoi_d2", "atom_errors", "over_specified_error",
+    "l2_error",
 ]
 
 FAMILIES = ("sigmoid", "tanh", "linear", "polynomial")
@@ -242,20 +243,20 @@ def _predict_core(X, theta, k, act, deg):
 
 
 @njit(cache=True, inline="always")
-def _grad_point(f, k, d, deg, z, pi, h, hp, grad):
-    """grad = d f(x) / d theta (analytic): softmax part pi_j (h_j - f) (x, 1), expert part pi_i phi' z."""
+def _grad_point(f, k, d, deg, z, pi, h, hp, G, row):
+    """G[row] = d f(x) / d theta (analytic): gates pi_j (h_j - f) (x, 1), experts pi_i phi' z."""
     m = deg * d + 1
     g1 = (k - 1) * d
     e0 = g1 + k - 1
     for j in range(k - 1):
         c = pi[j] * (h[j] - f)
         for t in range(d):
-            grad[j * d + t] = c * z[t]
-        grad[g1 + j] = c
+            G[row, j * d + t] = c * z[t]
+        G[row, g1 + j] = c
     for i in range(k):
         c = pi[i] * hp[i]
         for q in range(m):
-            grad[e0 + i * m + q] = c * z[q]
+            G[row, e0 + i * m + q] = c * z[q]
 
 
 @njit(cache=True)
@@ -273,7 +274,7 @@ def _jacobian_core(X, y, theta, k, act, deg):
     for j in range(n):
         f = _point(X, j, theta, k, d, act, deg, z, lg, pi, h, hp)
         r[j] = f - y[j]
-        _grad_point(f, k, d, deg, z, pi, h, hp, J[j])
+        _grad_point(f, k, d, deg, z, pi, h, hp, J, j)
     return r, J
 
 
@@ -319,7 +320,7 @@ def _normal_core(X, y, theta, k, act, deg, A, g):
             r = f - y[j]
             s += r * r
             rb[j - start] = r
-            _grad_point(f, k, d, deg, z, pi, h, hp, G[j - start])
+            _grad_point(f, k, d, deg, z, pi, h, hp, G, j - start)
         if stop - start == _BLOCK:
             A += G.T @ G
             g += G.T @ rb
@@ -378,6 +379,8 @@ def _lm_core(X, y, theta0, k, act, deg, max_iter, tol, bound):
     trial = np.empty(P)
     A = np.empty((P, P))
     g = np.empty(P)
+    A_new = np.empty((P, P))  # normal equations at the trial point: reused when it is accepted
+    g_new = np.empty(P)
     M = np.empty((P, P))
     rhs = np.empty(P)
     delta = np.empty(P)
@@ -423,7 +426,7 @@ def _lm_core(X, y, theta0, k, act, deg, max_iter, tol, bound):
         for p in range(P):
             trial[p] = min(max(theta[p] + delta[p], -bound), bound)
             delta[p] = trial[p] - theta[p]
-        S_new = _sse_core(X, y, trial, k, act, deg)
+        S_new = _normal_core(X, y, trial, k, act, deg, A_new, g_new)
         # predicted decrease of the Gauss-Newton model, -(2 g.d + d^T A d), for the clipped step
         pred = 0.0
         for p in range(P):
@@ -435,7 +438,9 @@ def _lm_core(X, y, theta0, k, act, deg, max_iter, tol, bound):
             rel = (S - S_new) / S
             rho = (S - S_new) / pred if pred > 0.0 else 1.0
             theta[:] = trial
-            S = _normal_core(X, y, theta, k, act, deg, A, g)
+            S = S_new
+            A, A_new = A_new, A
+            g, g_new = g_new, g
             for p in range(P):
                 dmax = max(dmax, A[p, p])
                 D[p] = max(D[p], A[p, p])
@@ -766,6 +771,7 @@ def _slow_jacobian(theta, X, y, family, degree, k, eps=1e-6):
 from theorylab.kernels.moe_voronoi import (  # noqa: E402  (re-export; voronoi needs moe_predict)
     atom_errors,
     l2_error,
+    over_specified_error,
     voronoi_cells,
     voronoi_d1,
     voronoi_d2,

@@ -12,8 +12,8 @@ import math
 import numpy as np
 
 from theorylab.claims import Context, Verdict, claim
-from theorylab.plotting import figure, savefig, style
 from theorylab.empirical.beb_neural import NeuralBEBStudy
+from theorylab.plotting import figure, savefig, style
 from theorylab.simulations.beb_prompting import (
     BetaBiasStudy,
     BoundStudy,

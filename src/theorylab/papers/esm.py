@@ -175,8 +175,9 @@ def preservation_figure(ctx: Context):
             ax.set_xlabel("kept fraction f of neurons")
             ax.set_title(f"unselected neurons reset to {reset}")
         axes[0, 0].set_ylabel("test accuracy")
-        axes[0, -1].legend(fontsize=8, loc="upper left")
-        fig.tight_layout()
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+        fig.tight_layout(rect=(0, 0.07, 1, 1))
         return savefig(fig, ctx.figdir / "esm-preservation")
 
 

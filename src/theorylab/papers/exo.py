@@ -14,13 +14,13 @@ import numpy as np
 from scipy import stats
 
 from theorylab.claims import Context, Verdict, claim
+from theorylab.empirical.exo_sequence import SequenceAlignmentStudy, frontier_gap
 from theorylab.plotting import figure, savefig, style
 from theorylab.simulations.exo_alignment import (
     GradientEquivalenceStudy,
     ModeSeekingStudy,
     gaussian_policy,
 )
-from theorylab.empirical.exo_sequence import SequenceAlignmentStudy, frontier_gap
 from theorylab.theory import exo as theory_exo
 
 PAPER = "EXO"

@@ -267,14 +267,16 @@ def _polynomial_decision(members):
 def _wronskian_decision(members, family):
     """Exact Wronskian at x = 0 (s_j = phi(b_j) rational, e_j = 1), computed on sympy Polys.
 
-    d/dx acts on polynomials in (x, s_j, e_j) as d/dx + sum_j a_j phi'(s_j) d/ds_j + beta1_j e_j d/de_j.
+    d/dx acts on polynomials in (x, s_j, e_j) as
+    d/dx + sum_j a_j phi'(s_j) d/ds_j + beta1_j e_j d/de_j.
     Returns (deficient, coeffs, det): deficient False when det != 0 (independence proved).
     """
     s_syms = [sp.Symbol(f"s_{j + 1}") for j in range(len(ATOMS))]
     e_syms = [sp.Symbol(f"e_{j + 1}") for j in range(len(ATOMS))]
     gens = (x, *s_syms, *e_syms)
     polys = [sp.Poly(m.expr, *gens, domain="QQ") for m in members]
-    chain = [(sp.Poly(a * _phi_derivs(family, s)[1], *gens, domain="QQ"), s, sp.Poly(beta1 * e, *gens, domain="QQ"), e)
+    chain = [(sp.Poly(a * _phi_derivs(family, s)[1], *gens, domain="QQ"), s,
+              sp.Poly(beta1 * e, *gens, domain="QQ"), e)
              for (beta1, a, _), s, e in zip(ATOMS, s_syms, e_syms, strict=True)]
 
     def D(p):
@@ -283,8 +285,10 @@ def _wronskian_decision(members, family):
             out += p.diff(s) * slope + p.diff(e) * grow
         return out
 
-    at0 = [sp.Integer(0)] + [sp.simplify(_phi_value(family, b)) for _, _, b in ATOMS] + [sp.Integer(1)] * len(ATOMS)
-    assert all(v.is_Rational for v in at0[1:]), at0
+    at0 = ([sp.Integer(0)] + [sp.simplify(_phi_value(family, b)) for _, _, b in ATOMS]
+           + [sp.Integer(1)] * len(ATOMS))
+    if not all(v.is_Rational for v in at0):
+        raise RuntimeError(f"ATOMS must make phi(b_j) rational for an exact Wronskian. Got {at0}.")
     N = len(polys)
     W = sp.zeros(N, N)
     for c, p in enumerate(polys):
@@ -307,7 +311,8 @@ def _phi_value(family, u):
     return 1 / (1 + sp.exp(-u)) if family == "sigmoid" else sp.tanh(u).rewrite(sp.exp)
 
 
-def verify(family: str, kind: str = "expert", degree: int = 2, extra: tuple = ()) -> IdentifiabilityResult:
+def verify(family: str, kind: str = "expert", degree: int = 2,
+           extra: tuple = ()) -> IdentifiabilityResult:
     """Decide strong identifiability of ``family`` (module docstring), symbolic then numeric.
 
     ``extra`` appends members (``Member`` objects) to the set, e.g. to inject a dependence and
@@ -355,6 +360,7 @@ def verify(family: str, kind: str = "expert", degree: int = 2, extra: tuple = ()
                                  details=details)
 
 
-def identifiability_report(kind: str = "expert", degree: int = 2) -> dict[str, IdentifiabilityResult]:
+def identifiability_report(kind: str = "expert",
+                           degree: int = 2) -> dict[str, IdentifiabilityResult]:
     """:func:`verify` for every family of :data:`FAMILIES`."""
     return {family: verify(family, kind, degree) for family in FAMILIES}
