@@ -80,3 +80,18 @@ def test_every_registered_claim_has_known_kind_and_paper():
     for c in REGISTRY.values():
         assert c.kind in claims_mod.KINDS
         assert c.id.split(".")[0].lower() == c.paper.split("-")[0].lower() or c.id.startswith("_")
+
+
+def test_report_only_claim_does_not_fail_the_run_but_is_reported(tmp_path, capsys):
+    @claim("_toy.report_only", paper="TOY", kind="theory", statement="measured, not required",
+           must_hold=False)
+    def _(ctx):
+        return Verdict(measured=1.0, expected=2.0, holds=False)
+
+    try:
+        rc = main(["verify", "--store", str(tmp_path / "s.sqlite"), "--no-progress", "_toy.report_only"])
+    finally:
+        del REGISTRY["_toy.report_only"]
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "0 of 1 claims hold (1 report-only claim(s) do not hold: _toy.report_only)" in out

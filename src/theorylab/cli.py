@@ -125,7 +125,10 @@ def _cmd_verify(args) -> int:
                       "yes" if j["holds"] else "NO", f"{j['seconds']:.1f}")
     console.print(table)
     failed = [r for r in results if r.claim.must_hold and not r.holds]
-    console.print(f"{len(results) - len(failed)} of {len(results)} claims hold; "
+    report_only = [r for r in results if not r.claim.must_hold and not r.holds]
+    note = (f" ({len(report_only)} report-only claim(s) do not hold: "
+            f"{', '.join(r.claim.id for r in report_only)})" if report_only else "")
+    console.print(f"{sum(r.holds for r in results)} of {len(results)} claims hold{note}; "
                   f"{sum(r.seconds for r in results):.1f} s")
     return 1 if failed else 0
 
@@ -169,11 +172,10 @@ def _cmd_run(args) -> int:
 def _cmd_plot(args) -> int:
     from theorylab.plotting import FIGURES, select_figure
     ctx = _context(args, figdir=args.outdir)
-    names = sorted(FIGURES) if args.name == "all" else [args.name]
     if args.name == "all":
         from theorylab.claims import load_all
         load_all()
-        names = sorted(FIGURES)
+    names = sorted(FIGURES) if args.name == "all" else [args.name]
     for name in names:
         for path in select_figure(name).make(ctx):
             print(path)
