@@ -21,8 +21,8 @@ BACKEND = "none" if REUSE else "virtualenv"
 
 def _install(session: nox.Session, extras: str) -> None:
     if not REUSE:
-        session.install("torch==2.13.0")
-        session.install("-e", f".[{extras}]")
+        session.install("torch==2.13.0", "-e", f".[{extras},empirical]")
+        session.install("--no-deps", "aaanalysis==1.1.0")
 
 
 @nox.session(venv_backend=BACKEND)
@@ -82,5 +82,6 @@ def book(session: nox.Session) -> None:
 
 @nox.session(venv_backend=BACKEND, default=False)
 def gpu(session: nox.Session) -> None:
-    """The device checks (run on a machine with CUDA; writes its numbers under $OUT or results/)."""
-    session.run("python", "scripts/gpu_check.py", *session.posargs)
+    """The device checks (ESM pipeline at the 8M shape on CUDA). Prepare here with
+    `bash scripts/gpu_check.sh --prepare`; run there as `bash scripts/gpu_check.sh OUTDIR`."""
+    session.run("bash", "scripts/gpu_check.sh", *session.posargs, external=True)

@@ -60,7 +60,8 @@ def test_verify_passes_when_all_hold(toy_claims, tmp_path):
     (["run", "_toy", "--set", "n_rep=3"], "unknown config field 'n_rep' for ToyStudy"),
     (["run", "_toy", "--set", "n_reps=0"], "'n_reps' of ToyStudy must be an int >= 1. Got 0."),
     (["plot", "no_such_figure"], "unknown figure 'no_such_figure'"),
-], ids=["claim", "study", "field", "value", "figure"])
+    (["run", "_toy", "--device", "cuda"], "unknown config field 'device' for ToyStudy"),
+], ids=["claim", "study", "field", "value", "figure", "device"])
 def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
     rc = main([*argv, "--store", str(tmp_path / "s.sqlite")])
     err = capsys.readouterr().err.strip()

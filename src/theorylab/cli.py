@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a config field (VALUE parsed as JSON, else a string)")
+    p.add_argument("--device", default=None,
+                   help="torch device of an empirical study (auto, cpu, cuda): --set device=...")
     _add_run_options(p)
 
     p = sub.add_parser("plot", help="rebuild a figure from the store alone (no recomputation)")
@@ -156,8 +158,11 @@ def _cmd_run(args) -> int:
     if args.study not in STUDIES:
         raise ConfigError(f"unknown study '{args.study}'; known: {', '.join(sorted(STUDIES))}.")
     study = STUDIES[args.study]()
-    if args.set:
-        study = study.replace(**_parse_set(args.set))
+    overrides = _parse_set(args.set)
+    if args.device is not None:
+        overrides["device"] = args.device  # an unknown field for non-torch studies: one clear error
+    if overrides:
+        study = study.replace(**overrides)
     if args.quick:
         study = study.quick()
     ctx = _context(args)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -36,9 +37,13 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "N
 
 
 def _init_worker() -> None:
-    # One compute thread per worker: the pool itself uses the cores.
+    # One compute thread per worker: the pool itself uses the cores. The environment variables
+    # reach libraries imported from now on; torch may already be imported (spawn re-imports the
+    # parent's main module before the initializer runs), so set its thread count directly.
     for var in _THREAD_VARS:
         os.environ[var] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 def run_unit_timed(study: Study, unit: dict) -> tuple[dict, dict, float]:
