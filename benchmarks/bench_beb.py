@@ -60,7 +60,8 @@ def best_time(fn, args, repeats):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "beb.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default: results/beb.json (results/beb_quick.json with --quick)")
     args = ap.parse_args(argv)
     cases, repeats = (QUICK_CASES, 2) if args.quick else (CASES, 5)
     rows = []
@@ -81,6 +82,8 @@ def main(argv=None):
     meta = dict(python=platform.python_version(), numpy=np.__version__, numba=numba.__version__,
                 cpus=os.cpu_count(), numba_threads=numba.get_num_threads(),
                 machine=platform.machine(), quick=args.quick, target_ratio=20.0)
+    if args.out is None:  # a quick run never overwrites the full run's numbers
+        args.out = Path(__file__).parent / "results" / ("beb_quick.json" if args.quick else "beb.json")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")

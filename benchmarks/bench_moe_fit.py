@@ -116,8 +116,11 @@ def main(argv=None):
     global N_STARTS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer problems and starts (CI)")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "moe_fit.json"))
+    ap.add_argument("--out", default=None,
+                    help="default: results/moe_fit.json (results/moe_fit_quick.json with --quick)")
     args = ap.parse_args(argv)
+    if args.out is None:  # a quick run never overwrites the full run's numbers
+        args.out = str(Path(__file__).parent / "results" / ("moe_fit_quick.json" if args.quick else "moe_fit.json"))
     n_problems, N_STARTS = (2, 3) if args.quick else (5, 5)
     ns = (100, 1000, 10000)
     warm = make_problem(50, 0)  # compile numba outside the timings

@@ -31,7 +31,7 @@ def main() -> None:
     args = ap.parse_args()
     path = args.store or Path(tempfile.mkdtemp()) / "bench.sqlite"
     rows = []
-    with Store(path) as store, Sweeper(store, "process") as sweeper:
+    with Store(path) as store, Sweeper(store, "process", progress=False) as sweeper:
         if store.done_keys(case_study(*CASES[0], quick=args.quick)):
             raise SystemExit(f"error: store {path} already holds results; give a fresh --store")
         t_all = time.perf_counter()
