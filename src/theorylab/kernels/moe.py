@@ -50,7 +50,7 @@ from numba import njit
 from theorylab.errors import InputError
 from theorylab.validation import check_choice, check_finite, check_int, check_shape
 
-__all__ = [
+__all__ = [  # noqa: F822 (FitResult, fit_lse, lm_fit, random_start come from __getattr__)
     "FAMILIES", "MoEParams", "FitResult", "n_eta", "n_free", "pack", "unpack", "moe_predict",
     "residuals_jacobian", "objective", "fit_lse", "lm_fit", "random_start",
     "voronoi_cells", "voronoi_d1", "voronoi_d2", "atom_errors", "over_specified_error",
