@@ -123,3 +123,12 @@ def test_sigkill_then_resume_loses_no_finished_unit(tmp_path):
     assert (merged["pid_before"] == merged["pid_after"]).all()  # not recomputed
     assert (merged["mean_before"] == merged["mean_after"]).all()
     assert runs["n_computed"].iloc[-1] == len(study.units()) - len(before)
+
+
+def test_table_order_follows_units_not_completion(store):
+    study = ToyStudy()
+    for unit in reversed(study.units()):  # finish in the opposite order
+        store.put(study, unit, study.run_unit(unit), 0.0)
+    table = store.table(study)
+    assert list(zip(table["n"], table["rep"], strict=True)) == \
+        [(u["n"], u["rep"]) for u in study.units()]

@@ -145,12 +145,18 @@ class Store:
         return {k for (k,) in cur.fetchall()}
 
     def table(self, study: Study, require_complete: bool = False) -> pd.DataFrame:
-        """Finished units of ``study`` as a tidy table: the unit's fields, then the row's."""
+        """Finished units of ``study`` as a tidy table: the unit's fields, then the row's.
+
+        Rows come in the order of ``study.units()``, not in the order they finished, so every
+        statistic computed from the table is bit-identical however the sweep was scheduled.
+        """
         cur = self._conn.execute(
-            "SELECT unit_key, row_json, seconds FROM units WHERE experiment=? AND config_hash=?"
-            " ORDER BY rowid", (study.name, config_hash(study)))
+            "SELECT unit_key, row_json, seconds FROM units WHERE experiment=? AND config_hash=?",
+            (study.name, config_hash(study)))
+        position = {unit_key(u): i for i, u in enumerate(study.units())}
         records = []
-        for key, row_json, seconds in cur.fetchall():
+        for key, row_json, seconds in sorted(cur.fetchall(),
+                                             key=lambda r: (position.get(r[0], len(position)), r[0])):
             rec = dict(json.loads(key))
             rec.update(json.loads(row_json))
             rec["unit_seconds"] = seconds
