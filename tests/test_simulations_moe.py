@@ -8,7 +8,7 @@ from theorylab.errors import ConfigError, InputError, StoreError
 from theorylab.papers import moe as moe_paper
 from theorylab.simulations import moe_rates
 from theorylab.simulations.moe_rates import MoERateStudy, case_study
-from theorylab.simulations.rates import band_overlaps, loglog_slope, rate_band
+from theorylab.simulations.rates import band_overlaps, loglog_slope, rate_band, within_bound
 from theorylab.study import from_dict
 from theorylab.sweep import Sweeper
 
@@ -80,6 +80,9 @@ def test_rate_band_and_overlap():
     lo, hi = rate_band([1e2, 1e3, 1e4, 1e5], 0.5)
     assert lo == -0.5 and -0.5 < hi < -0.35  # the log factor flattens the slope
     assert band_overlaps((-0.6, -0.49), (lo, hi)) and not band_overlaps((-0.7, -0.55), (lo, hi))
+    # an upper bound is met by any decay at least as fast, and missed only by a slower one
+    assert within_bound((-0.7, -0.55), (lo, hi)) and within_bound((-0.48, -0.3), (lo, hi))
+    assert not within_bound((hi + 0.01, -0.1), (lo, hi))
 
 
 def test_figure_is_built_from_the_store_alone(tmp_path, monkeypatch, store):

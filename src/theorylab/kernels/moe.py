@@ -50,9 +50,9 @@ from numba import njit
 from theorylab.errors import InputError
 from theorylab.validation import check_choice, check_finite, check_int, check_shape
 
-__all__ = [  # noqa: F822 (FitResult, fit_lse, lm_fit, random_start come from __getattr__)
+__all__ = [  # noqa: F822 (FitResult, fit_lse, lm_fit, random_start, split_start: __getattr__)
     "FAMILIES", "MoEParams", "FitResult", "n_eta", "n_free", "pack", "unpack", "moe_predict",
-    "residuals_jacobian", "objective", "fit_lse", "lm_fit", "random_start",
+    "residuals_jacobian", "objective", "fit_lse", "lm_fit", "random_start", "split_start",
     "voronoi_cells", "voronoi_d1", "voronoi_d2", "atom_errors", "over_specified_error",
     "l2_error",
 ]
@@ -403,7 +403,7 @@ def _slow_jacobian(theta, X, y, family, degree, k, eps=1e-6):
     return np.stack(cols, axis=1)
 
 
-_FIT_NAMES = ("FitResult", "fit_lse", "lm_fit", "random_start")
+_FIT_NAMES = ("FitResult", "fit_lse", "lm_fit", "random_start", "split_start")
 
 
 def __getattr__(name: str):

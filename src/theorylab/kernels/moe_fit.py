@@ -28,7 +28,7 @@ from theorylab.kernels.moe import (
 )
 from theorylab.validation import check_finite, check_int, check_real, check_shape
 
-__all__ = ["FitResult", "random_start", "fit_lse", "lm_fit"]
+__all__ = ["FitResult", "random_start", "split_start", "fit_lse", "lm_fit"]
 
 
 class FitResult(NamedTuple):
@@ -36,7 +36,7 @@ class FitResult(NamedTuple):
 
     objective is :math:`\\sum_i (Y_i - f_{\\hat G}(X_i))^2` on the full data; n_iter the LM
     iterations of the returned polish; converged whether its stopping rule fired before max_iter;
-    n_starts the number of random starts screened.
+    n_starts the number of starts screened (random and split).
     """
 
     params: MoEParams
@@ -119,6 +119,37 @@ def _chol_solve(M, b, out):
 
 
 @njit(cache=True)
+def _free_mask(theta, g, bound, free):
+    """free[p]: coordinate p may move (it is not held at the box by a gradient pushing outwards)."""
+    for p in range(theta.shape[0]):
+        free[p] = not ((theta[p] >= bound and g[p] < 0.0) or (theta[p] <= -bound and g[p] > 0.0))
+
+
+@njit(cache=True)
+def _gn_gain(A, g, free, D, dmax, M, rhs, out):
+    r"""SSE decrease :math:`g^\top A^{-1} g` predicted by the undamped Gauss–Newton step over the
+    ``free`` coordinates (a 1e-10 Marquardt floor keeps singular directions solvable); M, rhs,
+    out are scratch. Returns inf when even the floored system is not positive definite."""
+    P = g.shape[0]
+    floor = 1e-12 * max(dmax, 1e-300)
+    for p in range(P):
+        for q in range(P):
+            M[p, q] = A[p, q] if (free[p] and free[q]) else 0.0
+        if free[p]:
+            M[p, p] += 1e-10 * max(D[p], floor)
+            rhs[p] = g[p]
+        else:
+            M[p, p] = 1.0
+            rhs[p] = 0.0
+    if not _chol_solve(M, rhs, out):
+        return np.inf
+    gain = 0.0
+    for p in range(P):
+        gain += rhs[p] * out[p]
+    return gain
+
+
+@njit(cache=True)
 def _lm_core(X, y, theta0, k, act, deg, max_iter, tol, bound):
     r"""Projected Levenberg–Marquardt with Marquardt scaling and Nielsen's damping update.
 
@@ -127,8 +158,12 @@ def _lm_core(X, y, theta0, k, act, deg, max_iter, tol, bound):
     the flat directions of over-specified fits and halves the iterations there), over the free
     coordinates (those not held at the box :math:`|\theta_p| \le` ``bound`` by a gradient pushing
     outwards), then clipped to the box; accepted if the SSE drops. Stops (converged) after two
-    accepted steps in a row that lower the SSE by less than ``tol`` (relative), when the free
-    gradient vanishes, or when the damping blows up (no descent left in floating point).
+    accepted steps in a row that lower the SSE by less than ``tol`` (relative) *and* after which
+    the undamped Gauss–Newton model predicts less than ``tol`` (relative) still to gain,
+    :math:`g^\top (J^\top J)^{-1} g < \mathrm{tol}\cdot S`; when the free gradient vanishes;
+    or when the damping blows up (no descent left in floating point). The model test matters
+    in the flat directions of over-specified fits: there the Marquardt-scaled, damped steps
+    crawl, and a rule on the actual decrease alone stops short of the minimum.
     Returns (theta, S, iters, converged).
     """
     P = theta0.shape[0]
@@ -155,10 +190,9 @@ def _lm_core(X, y, theta0, k, act, deg, max_iter, tol, bound):
     converged = False
     while it < max_iter:
         it += 1
+        _free_mask(theta, g, bound, free)
         gmax = 0.0
         for p in range(P):
-            # held at the box when the descent direction -g points out of it
-            free[p] = not ((theta[p] >= bound and g[p] < 0.0) or (theta[p] <= -bound and g[p] > 0.0))
             if free[p]:
                 gmax = max(gmax, abs(g[p]))
         if gmax <= 1e-300 or S <= 1e-300:
@@ -204,7 +238,12 @@ def _lm_core(X, y, theta0, k, act, deg, max_iter, tol, bound):
             lam *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
             lam = max(lam, 1e-15)
             nu = 2.0
-            small = small + 1 if rel < tol else 0
+            if rel < tol:
+                _free_mask(theta, g, bound, free)
+            if rel < tol and _gn_gain(A, g, free, D, dmax, M, rhs, delta) < tol * S:
+                small += 1
+            else:
+                small = 0
             if small >= 2:
                 converged = True
                 break
@@ -272,17 +311,43 @@ def random_start(rng: np.random.Generator, X, y, family: str, k: int, degree: in
     return pack(MoEParams(beta1, beta0, eta))
 
 
+def split_start(rng: np.random.Generator, theta_prev, family: str, k: int, d: int, atom: int,
+                degree: int = 1, jitter: float = 0.1) -> np.ndarray:
+    r"""A k-atom start from a (k − 1)-atom fit ``theta_prev``: atom ``atom`` is split in two.
+
+    The two copies share its gate with intercept :math:`\beta_{0} - \log 2` (so the mixture is
+    unchanged) and move apart by :math:`\pm u`, with :math:`u` Gaussian of relative size
+    ``jitter``, in the expert and gate-slope coordinates. These are the configurations by which
+    an over-fitted LSE approaches :math:`G_*` (the over-specified Voronoi cells of
+    :math:`D_1`); random starts reach them rarely, because an extra atom finds a local optimum
+    at the edge of the box (a parked atom) first.
+    """
+    prev = unpack(theta_prev, k - 1, d, family, degree)
+    b1 = np.insert(prev.beta1, atom, prev.beta1[atom], axis=0)
+    b0 = np.insert(prev.beta0, atom, prev.beta0[atom])
+    eta = np.insert(prev.eta, atom, prev.eta[atom], axis=0)
+    b0[atom:atom + 2] -= np.log(2.0)
+    u_eta = rng.normal(size=eta.shape[1]) * jitter * (np.abs(eta[atom]) + 0.1)
+    u_b1 = rng.normal(size=d) * jitter * (np.abs(b1[atom]) + 0.1)
+    eta[atom] += u_eta
+    eta[atom + 1] -= u_eta
+    b1[atom] += u_b1
+    b1[atom + 1] -= u_b1
+    return pack(MoEParams(b1, b0, eta))
+
+
 def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: int = 20,
             max_iter: int = 200, tol: float | None = None, screen_size: int = 2000, n_polish: int = 3,
             init_scale: float = 3.0, screen_iter: int = 100, stage_factor: int = 5,
-            bound: float | None = None) -> FitResult:
+            bound: float | None = None, split_starts: int = 2) -> FitResult:
     r"""Least-squares estimate :math:`\hat G_n \in \arg\min_G \sum_i (Y_i - f_G(X_i))^2`.
 
     Multi-start projected Levenberg–Marquardt (:func:`_lm_core`):
 
     1. *screen*: ``n_starts`` data-driven starts (:func:`random_start`, all drawn from
-       ``np.random.default_rng(seed)``, never from the truth) run for ``screen_iter`` iterations on
-       a random subsample of ``min(n, screen_size)`` points;
+       ``np.random.default_rng(seed)``, never from the truth) and, for k ≥ 2, ``split_starts``
+       starts per atom of a (k − 1)-atom LSE of the same subsample (:func:`split_start`) run for
+       ``screen_iter`` iterations on a random subsample of ``min(n, screen_size)`` points;
     2. *polish*: the ``n_polish`` best distinct optima (objectives 1e-7 apart) are run to
        convergence (``tol``, ``max_iter``) on nested random subsamples growing by ``stage_factor`` (screen_size, 5 screen_size, ...) and finally
        on all n points; only the first polish stage takes all ``n_polish`` candidates, the later
@@ -307,7 +372,7 @@ def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: 
     ------
     ConfigError
         unknown family; k, degree, n_starts, max_iter, screen_size, n_polish, screen_iter < 1,
-        stage_factor < 2; tol, init_scale or bound not > 0.
+        stage_factor < 2, split_starts < 0; tol, init_scale or bound not > 0.
     InputError
         non-finite or mis-shaped X / y; fewer points than free parameters.
 
@@ -332,6 +397,7 @@ def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: 
     check_int(owner, "n_polish", n_polish, lo=1)
     check_int(owner, "screen_iter", screen_iter, lo=1)
     check_int(owner, "stage_factor", stage_factor, lo=2)
+    check_int(owner, "split_starts", split_starts, lo=0)
     if tol is not None:
         check_real(owner, "tol", tol, lo=0.0, lo_open=True)
     check_real(owner, "init_scale", init_scale, lo=0.0, lo_open=True)
@@ -358,9 +424,16 @@ def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: 
         return np.ascontiguousarray(X[idx]), np.ascontiguousarray(y[idx])
 
     Xs, ys = sample(sizes[0])
+    starts = [random_start(rng, Xs, ys, family, k, degree, init_scale) for _ in range(n_starts)]
+    if k >= 2 and split_starts > 0 and Xs.shape[0] >= n_free(k - 1, d, family, degree):
+        prev = fit_lse(Xs, ys, family, k - 1, seed=int(rng.integers(2 ** 31)), degree=degree,
+                       n_starts=max(1, n_starts // 2), max_iter=max_iter, tol=tol, screen_size=screen_size,
+                       n_polish=1, init_scale=init_scale, screen_iter=screen_iter,
+                       stage_factor=stage_factor, bound=bound, split_starts=0)
+        starts += [split_start(rng, prev.theta, family, k, d, atom, degree)
+                   for atom in range(k - 1) for _ in range(split_starts)]
     cands = []
-    for _ in range(n_starts):
-        th0 = random_start(rng, Xs, ys, family, k, degree, init_scale)
+    for th0 in starts:
         th, S, it, conv = _lm_core(Xs, ys, th0, k, act, deg, screen_iter, tol, bnd)
         cands.append((S, th, it, conv))
     cands.sort(key=lambda c: c[0])
@@ -377,7 +450,7 @@ def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: 
                  for _, th, _, _ in cands]
         cands = sorted(((S, th, it, conv) for th, S, it, conv in cands), key=lambda c: c[0])
     S, th, it, conv = cands[0]
-    return FitResult(unpack(th, k, d, family, degree), th, float(S), int(it), bool(conv), n_starts)
+    return FitResult(unpack(th, k, d, family, degree), th, float(S), int(it), bool(conv), len(starts))
 
 
 def lm_fit(X, y, family: str, k: int, theta0, *, degree: int = 1, max_iter: int = 200,

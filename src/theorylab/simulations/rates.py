@@ -15,7 +15,7 @@ import statsmodels.api as sm
 
 from theorylab.errors import InputError
 
-__all__ = ["SlopeFit", "loglog_slope", "rate_band", "band_overlaps"]
+__all__ = ["SlopeFit", "loglog_slope", "rate_band", "band_overlaps", "within_bound"]
 
 
 class SlopeFit(NamedTuple):
@@ -76,3 +76,9 @@ def band_overlaps(ci: tuple[float, float], band: tuple[float, float]) -> bool:
     """True when the interval ``ci`` intersects ``band`` (both closed)."""
     lo, hi = min(band), max(band)
     return bool(ci[0] <= hi and ci[1] >= lo)
+
+
+def within_bound(ci: tuple[float, float], band: tuple[float, float]) -> bool:
+    """True when the slope CI ``ci`` reaches the band or lies below it: the loss decays no slower
+    than the band's shallower rate (an :math:`O_P` upper bound is not contradicted)."""
+    return bool(ci[0] <= max(band))
