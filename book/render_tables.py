@@ -24,6 +24,15 @@ def _fmt(x) -> str:
     return "—" if x is None else str(x)
 
 
+def _holds(r: dict) -> str:
+    """'yes' / '**no**'; for an upper-bound claim also whether the bound is attained (tight)."""
+    text = "yes" if r["holds"] else "**no**"
+    tight = (r.get("details") or {}).get("tight")
+    if tight is not None and "bound" in str(r["expected"]):
+        text += " (tight)" if tight else (" (faster than the bound)" if r["holds"] else "")
+    return text
+
+
 def render(rows: list[dict], label: str) -> dict[str, str]:
     by_paper: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
@@ -34,8 +43,7 @@ def render(rows: list[dict], label: str) -> dict[str, str]:
                  "|---|---|---|---|---|---|"]
         for r in sorted(items, key=lambda r: r["id"]):
             lines.append(f"| `{r['id']}` | {_fmt(r['expected'])} | {_fmt(r['measured'])} | "
-                         f"{_fmt(r['ci'])} | {'yes' if r['holds'] else '**no**'} | "
-                         f"{r['seconds']:.1f} |")
+                         f"{_fmt(r['ci'])} | {_holds(r)} | {r['seconds']:.1f} |")
         pages[paper] = "\n".join(lines) + "\n"
     return pages
 

@@ -318,6 +318,19 @@ def test_split_starts_find_the_over_fitted_lse_at_low_noise(rep):
     assert fit.objective <= truth * (1 + 1e-9), (fit.objective - truth) / study.noise_sd ** 2
 
 
+def test_given_starts_replace_the_random_draws():
+    # a start at the truth (noise-free data) is screened and polished to the exact fit; the
+    # random draws are not used, so the result does not depend on the seed
+    rng = np.random.default_rng(13)
+    X = rng.uniform(-3, 3, size=(300, 1))
+    y = moe_predict(X, TRUE_SIG, "sigmoid")
+    fits = [fit_lse(X, y, "sigmoid", 2, seed=s, starts=[pack(TRUE_SIG) + 0.01], split_starts=0)
+            for s in (0, 1)]
+    assert all(f.n_starts == 1 for f in fits)
+    assert fits[0].objective < 1e-16
+    np.testing.assert_array_equal(fits[0].theta, fits[1].theta)
+
+
 def test_fit_is_deterministic_given_seed():
     rng = np.random.default_rng(8)
     X = rng.uniform(-3, 3, size=(300, 1))
@@ -349,6 +362,9 @@ BAD_CALLS = [
     ("degree 0", lambda: fit_lse(X_OK, Y_OK, "polynomial", 2, seed=0, degree=0), ConfigError),
     ("bad tol", lambda: fit_lse(X_OK, Y_OK, "sigmoid", 2, seed=0, tol=-1.0), ConfigError),
     ("split_starts<0", lambda: fit_lse(X_OK, Y_OK, "sigmoid", 2, seed=0, split_starts=-1), ConfigError),
+    ("starts shape", lambda: fit_lse(X_OK, Y_OK, "sigmoid", 2, seed=0, starts=[np.zeros(3)]), InputError),
+    ("no starts", lambda: fit_lse(X_OK, Y_OK, "sigmoid", 2, seed=0, starts=[]), InputError),
+    ("nan start", lambda: fit_lse(X_OK, Y_OK, "sigmoid", 2, seed=0, starts=[np.full(6, np.nan)]), InputError),
     ("theta shape", lambda: residuals_jacobian(np.zeros(3), X_OK, Y_OK, "sigmoid", 1, 2), InputError),
     ("eta shape", lambda: moe_predict(X_OK, MoEParams(np.zeros((2, 1)), np.zeros(2), np.zeros((2, 3))),
                                       "sigmoid"), InputError),

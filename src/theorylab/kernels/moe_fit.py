@@ -339,7 +339,7 @@ def split_start(rng: np.random.Generator, theta_prev, family: str, k: int, d: in
 def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: int = 20,
             max_iter: int = 200, tol: float | None = None, screen_size: int = 2000, n_polish: int = 3,
             init_scale: float = 3.0, screen_iter: int = 100, stage_factor: int = 5,
-            bound: float | None = None, split_starts: int = 2) -> FitResult:
+            bound: float | None = None, split_starts: int = 2, starts=None) -> FitResult:
     r"""Least-squares estimate :math:`\hat G_n \in \arg\min_G \sum_i (Y_i - f_G(X_i))^2`.
 
     Multi-start projected Levenberg–Marquardt (:func:`_lm_core`):
@@ -347,7 +347,9 @@ def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: 
     1. *screen*: ``n_starts`` data-driven starts (:func:`random_start`, all drawn from
        ``np.random.default_rng(seed)``, never from the truth) and, for k ≥ 2, ``split_starts``
        starts per atom of a (k − 1)-atom LSE of the same subsample (:func:`split_start`) run for
-       ``screen_iter`` iterations on a random subsample of ``min(n, screen_size)`` points;
+       ``screen_iter`` iterations on a random subsample of ``min(n, screen_size)`` points
+       (``starts``, a sequence of packed :math:`\theta`, replaces the random draws: benchmarks
+       give every solver the same starts);
     2. *polish*: the ``n_polish`` best distinct optima (objectives 1e-7 apart) are run to
        convergence (``tol``, ``max_iter``) on nested random subsamples growing by ``stage_factor`` (screen_size, 5 screen_size, ...) and finally
        on all n points; only the first polish stage takes all ``n_polish`` candidates, the later
@@ -424,7 +426,13 @@ def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: 
         return np.ascontiguousarray(X[idx]), np.ascontiguousarray(y[idx])
 
     Xs, ys = sample(sizes[0])
-    starts = [random_start(rng, Xs, ys, family, k, degree, init_scale) for _ in range(n_starts)]
+    if starts is None:
+        starts = [random_start(rng, Xs, ys, family, k, degree, init_scale) for _ in range(n_starts)]
+    else:
+        starts = [check_shape("starts[...]", check_finite("starts[...]", np.asarray(th, dtype=float)), (P,))
+                  for th in starts]
+        if not starts:
+            raise InputError("'starts' of fit_lse must hold at least one start. Got none.")
     if k >= 2 and split_starts > 0 and Xs.shape[0] >= n_free(k - 1, d, family, degree):
         prev = fit_lse(Xs, ys, family, k - 1, seed=int(rng.integers(2 ** 31)), degree=degree,
                        n_starts=max(1, n_starts // 2), max_iter=max_iter, tol=tol, screen_size=screen_size,
