@@ -42,7 +42,7 @@ import numpy as np
 import scipy
 from scipy.optimize import least_squares
 
-from theorylab.kernels.moe import fit_lse, lm_fit, random_start
+from theorylab.kernels.moe import fit_lse, lm_fit, random_start, residuals_jacobian
 from theorylab.simulations.moe_rates import case_study
 
 STUDY = case_study("sigmoid", "over")
@@ -52,8 +52,8 @@ BOUND = STUDY.param_bound  # the study's box, for ours and trf (MINPACK lm has n
 MAX_ITER = 500
 
 
-def numpy_residuals_jacobian(theta, X, y, k):
-    """r = f - y and the analytic J for sigmoid experts, d = 1, vectorised numpy (scipy's side)."""
+def _numpy_parts(theta, X, k):
+    """Gates pi (n, k), experts h (n, k) and f for sigmoid experts, d = 1, vectorised numpy."""
     x = X[:, 0]
     g1 = k - 1
     b1 = np.append(theta[:g1], 0.0)
@@ -65,7 +65,18 @@ def numpy_residuals_jacobian(theta, X, y, k):
     pi /= pi.sum(axis=1, keepdims=True)
     with np.errstate(over="ignore"):  # exp overflow -> inf -> h = 0, the exact limit
         h = 1.0 / (1.0 + np.exp(-(np.outer(x, eta[:, 0]) + eta[:, 1])))
-    f = (pi * h).sum(axis=1)
+    return x, pi, h, (pi * h).sum(axis=1)
+
+
+def numpy_residuals(theta, X, y, k):
+    """r = f - y (scipy's ``fun``: evaluated at every trial point, so without the Jacobian)."""
+    return _numpy_parts(theta, X, k)[3] - y
+
+
+def numpy_jacobian(theta, X, y, k):
+    """The analytic Jacobian of r (scipy's ``jac``: evaluated at accepted points)."""
+    x, pi, h, f = _numpy_parts(theta, X, k)
+    g1 = k - 1
     c = pi * (h - f[:, None])
     hp = pi * h * (1.0 - h)
     J = np.empty((x.size, theta.size))
@@ -73,7 +84,7 @@ def numpy_residuals_jacobian(theta, X, y, k):
     J[:, g1:2 * g1] = c[:, :g1]
     J[:, 2 * g1::2] = hp * x[:, None]
     J[:, 2 * g1 + 1::2] = hp
-    return f - y, J
+    return J
 
 
 def make_problem(n, rep):
@@ -95,8 +106,7 @@ def run_scipy(X, y, starts, method):
     bounds = (-BOUND, BOUND) if method == "trf" else (-np.inf, np.inf)
     for th in starts:
         th = np.clip(th, -BOUND, BOUND)
-        res = least_squares(lambda t: numpy_residuals_jacobian(t, X, y, K_FIT)[0], th,
-                            jac=lambda t: numpy_residuals_jacobian(t, X, y, K_FIT)[1], bounds=bounds,
+        res = least_squares(numpy_residuals, th, jac=numpy_jacobian, args=(X, y, K_FIT), bounds=bounds,
                             method=method, ftol=TOL, xtol=TOL, gtol=TOL, max_nfev=2 * MAX_ITER)
         if np.all(np.abs(res.x) <= BOUND):  # a result outside the box solves another problem
             best = min(best, 2.0 * res.cost)  # cost = 0.5 * sum r^2
@@ -141,6 +151,9 @@ def main(argv=None):
     n_problems, N_STARTS = (2, 4) if args.quick else (5, 8)
     ns = (100, 1000, 10000)
     warm = make_problem(100, 99)  # compile numba outside the timings
+    r_ref, J_ref = residuals_jacobian(warm[2][0], warm[0], warm[1], "sigmoid", 1, K_FIT)
+    np.testing.assert_allclose(numpy_residuals(warm[2][0], warm[0], warm[1], K_FIT), r_ref, atol=1e-12)
+    np.testing.assert_allclose(numpy_jacobian(warm[2][0], warm[0], warm[1], K_FIT), J_ref, atol=1e-12)
     run_ours(*warm)
     run_fit_lse(*warm)
     rows = []
