@@ -339,7 +339,8 @@ def split_start(rng: np.random.Generator, theta_prev, family: str, k: int, d: in
 def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: int = 20,
             max_iter: int = 200, tol: float | None = None, screen_size: int = 2000, n_polish: int = 3,
             init_scale: float = 3.0, screen_iter: int = 100, stage_factor: int = 5,
-            bound: float | None = None, split_starts: int = 2, starts=None) -> FitResult:
+            bound: float | None = None, split_starts: int = 2, starts=None,
+            polish_margin: float = 50.0) -> FitResult:
     r"""Least-squares estimate :math:`\hat G_n \in \arg\min_G \sum_i (Y_i - f_G(X_i))^2`.
 
     Multi-start projected Levenberg–Marquardt (:func:`_lm_core`):
@@ -350,10 +351,15 @@ def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: 
        ``screen_iter`` iterations on a random subsample of ``min(n, screen_size)`` points
        (``starts``, a sequence of packed :math:`\theta`, replaces the random draws: benchmarks
        give every solver the same starts);
-    2. *polish*: the ``n_polish`` best distinct optima (objectives 1e-7 apart) are run to
-       convergence (``tol``, ``max_iter``) on nested random subsamples growing by ``stage_factor`` (screen_size, 5 screen_size, ...) and finally
-       on all n points; only the first polish stage takes all ``n_polish`` candidates, the later
-       ones the best so far. Each stage starts next to its optimum, so the expensive full-data
+    2. *polish*: the ``n_polish`` best distinct optima (objectives 1e-7 apart), and the best
+       split start when none of them is one, are run to
+       convergence (``tol``, ``max_iter``) on nested random subsamples growing by
+       ``stage_factor`` (screen_size, 5 screen_size, ...) and finally on all n points. After
+       each stage only the candidates whose objective is within ``polish_margin`` noise
+       variances of the best (:math:`\hat\sigma^2 = S_{\text{best}}/m` on m points) go on:
+       differences of a few :math:`\sigma^2` are noise fitting that a larger sample can
+       reorder, while a configuration that is worse by a systematic misfit falls further
+       behind as m grows. Each stage starts next to its optimum, so the expensive full-data
        stage needs few iterations.
 
     ``tol`` is the relative SSE decrease below which LM stops (twice in a row); the default
@@ -374,7 +380,7 @@ def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: 
     ------
     ConfigError
         unknown family; k, degree, n_starts, max_iter, screen_size, n_polish, screen_iter < 1,
-        stage_factor < 2, split_starts < 0; tol, init_scale or bound not > 0.
+        stage_factor < 2, split_starts < 0; tol, init_scale or bound not > 0; polish_margin < 0.
     InputError
         non-finite or mis-shaped X / y; fewer points than free parameters.
 
@@ -400,6 +406,7 @@ def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: 
     check_int(owner, "screen_iter", screen_iter, lo=1)
     check_int(owner, "stage_factor", stage_factor, lo=2)
     check_int(owner, "split_starts", split_starts, lo=0)
+    check_real(owner, "polish_margin", polish_margin, lo=0.0)
     if tol is not None:
         check_real(owner, "tol", tol, lo=0.0, lo_open=True)
     check_real(owner, "init_scale", init_scale, lo=0.0, lo_open=True)
@@ -433,6 +440,7 @@ def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: 
                   for th in starts]
         if not starts:
             raise InputError("'starts' of fit_lse must hold at least one start. Got none.")
+    n_random = len(starts)
     if k >= 2 and split_starts > 0 and Xs.shape[0] >= n_free(k - 1, d, family, degree):
         prev = fit_lse(Xs, ys, family, k - 1, seed=int(rng.integers(2 ** 31)), degree=degree,
                        n_starts=max(1, n_starts // 2), max_iter=max_iter, tol=tol, screen_size=screen_size,
@@ -440,23 +448,29 @@ def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: 
                        stage_factor=stage_factor, bound=bound, split_starts=0)
         starts += [split_start(rng, prev.theta, family, k, d, atom, degree)
                    for atom in range(k - 1) for _ in range(split_starts)]
-    cands = []
-    for th0 in starts:
+    screened = []
+    for i, th0 in enumerate(starts):
         th, S, it, conv = _lm_core(Xs, ys, th0, k, act, deg, screen_iter, tol, bnd)
-        cands.append((S, th, it, conv))
-    cands.sort(key=lambda c: c[0])
+        screened.append((S, th, it, conv, i >= n_random))
+    screened.sort(key=lambda c: c[0])
     distinct = []  # starts that reached the same optimum are polished once
-    for c in cands:
+    for c in screened:
         if all(abs(c[0] - o[0]) > 1e-7 * abs(o[0]) for o in distinct):
             distinct.append(c)
     cands = distinct[:n_polish]
-    for stage, m in enumerate(sizes):
-        if stage >= 2:
-            cands = cands[:1]  # after the first polish stage only the best one goes on
+    split = [c for c in screened if c[4]]
+    if split and not any(c[4] for c in cands):
+        # a subsample cannot rank optima a few sigma^2 apart: the best split start, the route
+        # to the over-specified configurations, is always polished
+        cands.append(split[0])
+    for m in sizes:
         Xm, ym = sample(m)
-        cands = [_lm_core(Xm, ym, th, k, act, deg, max_iter, tol, bnd)
-                 for _, th, _, _ in cands]
+        cands = [_lm_core(Xm, ym, c[1], k, act, deg, max_iter, tol, bnd) for c in cands]
         cands = sorted(((S, th, it, conv) for th, S, it, conv in cands), key=lambda c: c[0])
+        # on to the next stage: the candidates within polish_margin noise variances of the best
+        # (S_best / m estimates sigma^2); closer ones may swap ranks on more data
+        s2 = cands[0][0] / m
+        cands = [c for c in cands if c[0] - cands[0][0] <= polish_margin * s2]
     S, th, it, conv = cands[0]
     return FitResult(unpack(th, k, d, family, degree), th, float(S), int(it), bool(conv), len(starts))
 
