@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from theorylab.errors import TheorylabError
 from theorylab.kernels import exo as kx
 
 DT = torch.float64
@@ -343,3 +344,4 @@ def test_errors_are_one_line_value_errors(call, match):
     with pytest.raises(ValueError, match=match) as ei:
         call()
     assert "\n" not in str(ei.value)
+    assert isinstance(ei.value, TheorylabError)  # so the CLI prints 'error: ...' and exits 2

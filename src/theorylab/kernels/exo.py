@@ -35,8 +35,9 @@ and as :math:`K\to\infty`, :math:`L_{exo}\to\mathrm{KL}(\pi^{\beta_\pi}_\theta\|
 
 Every function works on float64 or float32 tensors and is stable for log-ratios of :math:`\pm 10^4`
 (only log-softmax / log-sigmoid are used, never a raw ``exp`` of a log-ratio). Public functions
-validate their arguments and raise ``ValueError`` with a one-line message (kernels import nothing
-else of theorylab; theorylab's ``InputError``/``ConfigError`` subclass ``ValueError``).
+validate their arguments and raise a one-line :class:`~theorylab.errors.InputError` (tensors) or
+:class:`~theorylab.errors.ConfigError` (β, ε), both ``ValueError`` subclasses, so that the CLI
+reports them as ``error: ...`` like every other bad input.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from theorylab.errors import ConfigError, InputError
 
 __all__ = [
     # losses on samples
@@ -64,24 +67,24 @@ __all__ = [
 def _check_pos(name: str, value) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value <= 0:
-        raise ValueError(f"'{name}' must be a finite real > 0. Got {value!r}.")
+        raise ConfigError(f"'{name}' must be a finite real > 0. Got {value!r}.")
     return float(value)
 
 
 def _check_eps(value) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not ok or not (0.0 < value < 0.5):
-        raise ValueError(f"'eps' (label smoothing) must be a real in (0, 0.5). Got {value!r}.")
+        raise ConfigError(f"'eps' (label smoothing) must be a real in (0, 0.5). Got {value!r}.")
     return float(value)
 
 
 def _check_tensor(name: str, t, ndim: int | None = None) -> torch.Tensor:
     if not isinstance(t, torch.Tensor):
-        raise ValueError(f"'{name}' must be a torch.Tensor. Got {type(t).__name__}.")
+        raise InputError(f"'{name}' must be a torch.Tensor. Got {type(t).__name__}.")
     if ndim is not None and t.ndim != ndim:
-        raise ValueError(f"'{name}' must have {ndim} dims. Got shape {tuple(t.shape)}.")
+        raise InputError(f"'{name}' must have {ndim} dims. Got shape {tuple(t.shape)}.")
     if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"'{name}' must be finite. Got a non-finite entry.")
+        raise InputError(f"'{name}' must be finite. Got a non-finite entry.")
     return t
 
 
@@ -89,12 +92,12 @@ def _check_ksample(logratios, other, other_name: str) -> None:
     _check_tensor("logratios", logratios)
     _check_tensor(other_name, other)
     if logratios.ndim < 1:
-        raise ValueError(f"'logratios' must have shape (..., K). Got {tuple(logratios.shape)}.")
+        raise InputError(f"'logratios' must have shape (..., K). Got {tuple(logratios.shape)}.")
     if logratios.shape != other.shape:
-        raise ValueError(f"'{other_name}' must have the shape of 'logratios' "
+        raise InputError(f"'{other_name}' must have the shape of 'logratios' "
                          f"{tuple(logratios.shape)}. Got {tuple(other.shape)}.")
     if logratios.shape[-1] < 2:
-        raise ValueError(f"'K' (samples per prompt, last dim) must be an int >= 2. "
+        raise InputError(f"'K' (samples per prompt, last dim) must be an int >= 2. "
                          f"Got {logratios.shape[-1]}.")
 
 
@@ -102,7 +105,7 @@ def _check_pair(w, l) -> None:
     _check_tensor("logratio_w", w)
     _check_tensor("logratio_l", l)
     if w.shape != l.shape:
-        raise ValueError(f"'logratio_l' must have the shape of 'logratio_w' {tuple(w.shape)}. "
+        raise InputError(f"'logratio_l' must have the shape of 'logratio_w' {tuple(w.shape)}. "
                          f"Got {tuple(l.shape)}.")
 
 
@@ -129,17 +132,17 @@ def sequence_logprobs(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Te
     _check_tensor("mask", mask, 2)
     B, T, V = logits.shape
     if tokens.shape != (B, T):
-        raise ValueError(f"'tokens' must have shape {(B, T)} to match 'logits'. Got {tuple(tokens.shape)}.")
+        raise InputError(f"'tokens' must have shape {(B, T)} to match 'logits'. Got {tuple(tokens.shape)}.")
     if mask.shape != (B, T):
-        raise ValueError(f"'mask' must have shape {(B, T)} to match 'tokens'. Got {tuple(mask.shape)}.")
+        raise InputError(f"'mask' must have shape {(B, T)} to match 'tokens'. Got {tuple(mask.shape)}.")
     if tokens.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"'tokens' must be an integer tensor. Got dtype {tokens.dtype}.")
+        raise InputError(f"'tokens' must be an integer tensor. Got dtype {tokens.dtype}.")
     if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= V):
-        raise ValueError(f"'tokens' must lie in [0, {V - 1}] (vocab size {V}). "
+        raise InputError(f"'tokens' must lie in [0, {V - 1}] (vocab size {V}). "
                          f"Got range [{int(tokens.min())}, {int(tokens.max())}].")
     m = mask.to(logits.dtype)
     if not bool(((m == 0) | (m == 1)).all()):
-        raise ValueError("'mask' must be boolean or 0/1.")
+        raise InputError("'mask' must be boolean or 0/1.")
     logp = torch.log_softmax(logits[:, :-1], dim=-1)                      # (B, T-1, V)
     tok = torch.gather(logp, -1, tokens[:, 1:].long().unsqueeze(-1)).squeeze(-1)  # (B, T-1)
     return (tok * m[:, 1:]).sum(-1)
@@ -192,7 +195,7 @@ def exo_loss_soft(logratios: torch.Tensor, targets: torch.Tensor, beta_pi: float
 def _check_simplex(targets: torch.Tensor) -> None:
     if bool((targets < 0).any()) or not torch.allclose(
             targets.sum(-1), torch.ones((), dtype=targets.dtype), atol=1e-6):
-        raise ValueError("'targets' must be probabilities (>= 0, summing to 1 over the last dim).")
+        raise InputError("'targets' must be probabilities (>= 0, summing to 1 over the last dim).")
 
 
 def exo_pref_loss(logratio_w: torch.Tensor, logratio_l: torch.Tensor, beta_pi: float,
@@ -237,7 +240,7 @@ def dpo_loss(logratio_w: torch.Tensor, logratio_l: torch.Tensor, beta: float,
     b = _check_pos("beta", beta)
     ok = isinstance(label_smoothing, (int, float)) and 0.0 <= label_smoothing < 0.5
     if not ok:
-        raise ValueError(f"'label_smoothing' must be a real in [0, 0.5). Got {label_smoothing!r}.")
+        raise InputError(f"'label_smoothing' must be a real in [0, 0.5). Got {label_smoothing!r}.")
     z = b * (logratio_w - logratio_l)
     return -(1.0 - label_smoothing) * F.logsigmoid(z) - label_smoothing * F.logsigmoid(-z)
 
@@ -348,9 +351,9 @@ def ksample_grad_tabular(theta: torch.Tensor, logp_sft: torch.Tensor, r: torch.T
     """
     _check_tensor("idx", idx, 2)
     if idx.shape[1] < 2:
-        raise ValueError(f"'K' (samples per prompt, idx.shape[1]) must be an int >= 2. Got {idx.shape[1]}.")
+        raise InputError(f"'K' (samples per prompt, idx.shape[1]) must be an int >= 2. Got {idx.shape[1]}.")
     if kind not in ("exo", "dpo"):
-        raise ValueError(f"'kind' must be one of 'exo', 'dpo'. Got {kind!r}.")
+        raise InputError(f"'kind' must be one of 'exo', 'dpo'. Got {kind!r}.")
     bp, br = _check_pos("beta_pi", beta_pi), _check_pos("beta_r", beta_r)
     n = theta.shape[-1]
     logratio = torch.log_softmax(theta, -1) - logp_sft                  # (N,)
