@@ -35,6 +35,7 @@ from theorylab.kernels.moe import (
     voronoi_d1,
     voronoi_d2,
 )
+from theorylab.kernels.moe_fit import _normal_core
 from theorylab.kernels.moe_voronoi import _slow_voronoi_d1, _slow_voronoi_d2
 from theorylab.seeding import seed_for
 from theorylab.simulations import moe_rates
@@ -99,6 +100,28 @@ def test_jacobian_matches_autograd_and_finite_differences(family, d):
     np.testing.assert_allclose(J, J_auto, rtol=1e-10, atol=1e-12)
     # central differences: truncation error O(eps^2 f''') ~ 1e-10 at eps = 1e-6
     np.testing.assert_allclose(J, _slow_jacobian(theta, X, y, family, deg, k), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("family,d", CASES, ids=IDS)
+@pytest.mark.parametrize("k", [1, 3])
+def test_normal_equations_pass_matches_the_jacobian(family, d, k):
+    # the LM pass (fused d = 1 path and the generic blocked path, 600 rows > one block)
+    # returns S = r^T r, A = J^T J and g = J^T r of the analytic Jacobian (itself checked
+    # against autograd and finite differences above)
+    rng = np.random.default_rng(14)
+    deg = _degree(family)
+    params = _random_params(rng, k, d, family)
+    X = rng.uniform(-2, 2, size=(600, d))
+    y = moe_predict(X, params, family, deg) + 0.1 * rng.normal(size=600)
+    theta = pack(params) + 0.05 * rng.normal(size=n_free(k, d, family, deg))
+    r, J = residuals_jacobian(theta, X, y, family, deg, k)
+    P = theta.size
+    A, g = np.empty((P, P)), np.empty(P)
+    act = {"sigmoid": 0, "tanh": 1}.get(family, 2)
+    S = _normal_core(X, y, theta, k, act, deg if family == "polynomial" else 1, A, g)
+    assert S == pytest.approx(r @ r, rel=1e-12)
+    np.testing.assert_allclose(A, J.T @ J, rtol=1e-10, atol=1e-12 * np.abs(J.T @ J).max())
+    np.testing.assert_allclose(g, J.T @ r, rtol=1e-10, atol=1e-12 * np.abs(J.T @ r).max())
 
 
 def test_pack_unpack_round_trip_and_gauge():

@@ -20,6 +20,7 @@ from theorylab.kernels.moe import (
     _check_family,
     _check_X,
     _deg,
+    _expert,
     _grad_point,
     _point,
     n_free,
@@ -55,9 +56,66 @@ _BLOCK = 256  # rows of J held at a time: A += J_b^T J_b through BLAS
 
 
 @njit(cache=True)
+def _normal_1d(X, y, theta, k, act, A, g):
+    """:func:`_normal_core` for d = 1, p = 1 (the rate study): f, its gradient row and the
+    accumulation of A (lower triangle, then mirrored) and g fused in one loop over the points,
+    with no per-point scratch rows; about twice as fast as the generic pass."""
+    n = X.shape[0]
+    P = theta.shape[0]
+    e0 = 2 * (k - 1)
+    pi = np.empty(k)
+    h = np.empty(k)
+    hp = np.empty(k)
+    G = np.empty(P)
+    A[:, :] = 0.0
+    g[:] = 0.0
+    s = 0.0
+    for j in range(n):
+        x = X[j, 0]
+        mx = 0.0  # the last logit is 0
+        for i in range(k - 1):
+            v = theta[i] * x + theta[k - 1 + i]
+            pi[i] = v
+            if v > mx:
+                mx = v
+        pi[k - 1] = 0.0
+        tot = 0.0
+        f = 0.0
+        for i in range(k):
+            e = np.exp(pi[i] - mx)  # log-sum-exp shift: finite for any finite logits
+            pi[i] = e
+            tot += e
+            _expert(theta[e0 + 2 * i] * x + theta[e0 + 2 * i + 1], act, i, h, hp)
+            f += e * h[i]
+        inv = 1.0 / tot
+        f *= inv
+        r = f - y[j]
+        s += r * r
+        for i in range(k - 1):  # gates: pi_i (h_i - f) (x, 1)
+            c = pi[i] * inv * (h[i] - f)
+            G[i] = c * x
+            G[k - 1 + i] = c
+        for i in range(k):  # experts: pi_i phi'(u_i) (x, 1)
+            c = pi[i] * inv * hp[i]
+            G[e0 + 2 * i] = c * x
+            G[e0 + 2 * i + 1] = c
+        for p in range(P):
+            gp = G[p]
+            g[p] += gp * r
+            for q in range(p + 1):
+                A[p, q] += gp * G[q]
+    for p in range(P):
+        for q in range(p + 1, P):
+            A[p, q] = A[q, p]
+    return s
+
+
+@njit(cache=True)
 def _normal_core(X, y, theta, k, act, deg, A, g):
     """One pass: A = J^T J, g = J^T r (J in blocks of _BLOCK rows, never whole); return S = r^T r."""
     n, d = X.shape
+    if d == 1 and deg == 1:
+        return _normal_1d(X, y, theta, k, act, A, g)
     m = deg * d + 1
     P = theta.shape[0]
     z = np.empty(m)

@@ -64,7 +64,7 @@ class MoERateStudy(Study):
     """
 
     name = "moe-rates"
-    version = 3  # 2: split starts, Gauss–Newton stopping test; 3: polish margin, split always polished
+    version = 4  # 2: split starts, GN stopping test; 3: polish margin; 4: fused d = 1 LM pass
     expert: str = "sigmoid"
     degree: int = 1                        # polynomial experts only
     k_true: int = 2
