@@ -57,7 +57,7 @@ class MoERateStudy(Study):
     the theorems' asymptotics refer. With 3 atoms for 2 there are configurations far from G* in
     D1 whose regression function is within ~1e-5 of :math:`f_{G_*}` (an extra atom behind a steep
     gate); while σ/√n exceeds that, the LSE lands on them as often as near G*. At σ = 0.01 that
-    is the whole 10²…10⁵ grid (60 % of the over-fitted sigmoid fits at n = 10⁴, 48 % at
+    is the whole 10²…10⁵ grid (62 % of the over-fitted sigmoid fits at n = 10⁴, 50 % at
     n = 10⁵ have D1 > 0.5). The default σ = 1e-5 puts the same grid in the asymptotic regime
     (none with D1 > 0.5 from n = 464 on); ``noise_sd=0.01`` reproduces the pre-asymptotic
     picture.
