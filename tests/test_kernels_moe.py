@@ -205,6 +205,13 @@ def test_finite_for_extreme_logits(family, seed, big):
     assert np.all(np.isfinite(f))
     r, J = residuals_jacobian(pack(p), X, np.zeros(30), family, _degree(family), 3)
     assert np.all(np.isfinite(r)) and np.all(np.isfinite(J))
+    # the LM pass (for d = 1 the vectorised one with its clamped exp) agrees with J there too
+    P = J.shape[1]
+    A, g = np.empty((P, P)), np.empty(P)
+    S = _normal_core(X, np.zeros(30), pack(p), 3, {"sigmoid": 0, "tanh": 1}.get(family, 2),
+                     _degree(family), A, g)
+    assert S == pytest.approx(r @ r, rel=1e-12)
+    np.testing.assert_allclose(A, J.T @ J, rtol=1e-10, atol=1e-12 * np.abs(J.T @ J).max())
     # gates saturate: f equals the slow twin (which also shifts by the max logit)
     np.testing.assert_allclose(f, _slow_moe_predict(X, p, family, _degree(family)), rtol=1e-12, atol=1e-12)
 

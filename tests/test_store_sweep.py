@@ -132,3 +132,14 @@ def test_table_order_follows_units_not_completion(store):
     table = store.table(study)
     assert list(zip(table["n"], table["rep"], strict=True)) == \
         [(u["n"], u["rep"]) for u in study.units()]
+
+
+@pytest.mark.parametrize("kind", ["parent_is_a_file", "not_a_database"])
+def test_unusable_store_path_is_one_line_error(tmp_path, kind):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not sqlite " * 100)
+    path = blocker / "results.sqlite" if kind == "parent_is_a_file" else blocker
+    with pytest.raises(StoreError, match="cannot be opened") as info:
+        Store(path)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+    assert blocker.read_text() == "not sqlite " * 100  # nothing overwritten

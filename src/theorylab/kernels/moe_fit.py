@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit
 
 from theorylab.errors import InputError
+from theorylab.kernels.fastexp import _exp
 from theorylab.kernels.moe import (
     MoEParams,
     _check_family,
@@ -22,7 +23,6 @@ from theorylab.kernels.moe import (
     _deg,
     _grad_point,
     _point,
-    _point_1d,
     _scratch,
     n_free,
     pack,
@@ -56,38 +56,108 @@ class FitResult(NamedTuple):
 _BLOCK = 256  # rows of J held at a time: A += J_b^T J_b through BLAS
 
 
-@njit(cache=True)
+_BLOCK_1D = 128  # points per block of the d = 1 pass: its columns stay in L1
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
 def _normal_1d(X, y, theta, k, act, A, g):
-    """:func:`_normal_core` for d = 1, p = 1 (the rate study): f (:func:`_point_1d`), its
-    gradient row written out for d = 1 and the accumulation of A (lower triangle, then
-    mirrored) and g fused in one loop over the points; about twice as fast as the generic pass,
-    whose time goes to :func:`_grad_point`'s loops over d and m and to the blocks of J."""
+    r""":func:`_normal_core` for d = 1, p = 1 (the rate study), vectorised across points.
+
+    Per block of ``_BLOCK_1D`` points the quantities are columns: logits
+    :math:`\beta_{1i} x + \beta_{0i}` and their max, gates :math:`\pi_i` (softmax,
+    :func:`~theorylab.kernels.fastexp._exp`), experts :math:`h_i = \phi(a_i x + b_i)` and
+    :math:`\phi'`, f, r = f − y, the gradient columns
+    :math:`\partial f/\partial(\beta_{1i}, \beta_{0i}) = \pi_i (h_i - f)(x, 1)` and
+    :math:`\partial f/\partial(a_i, b_i) = \pi_i \phi'(u_i)(x, 1)`, then A += G Gᵀ and
+    g += G r as dot products. Every loop is innermost over the points and branch-free, so LLVM
+    vectorises it; sums are reassociated (``fastmath``) within a block, so results differ from
+    the scalar pass by rounding only (a test checks them against the Jacobian). About 10 ns
+    per point for k = 3 sigmoid experts (scalar pass with libm exp: 58 ns). ``error_model``
+    "numpy": a Python-style zero-division check would stop the vectorisation (tot ≥ 1 here).
+    """
     n = X.shape[0]
     P = theta.shape[0]
     e0 = 2 * (k - 1)
-    z, lg, pi, h, hp = _scratch(k, 2)
-    G = np.empty(P)
+    B = _BLOCK_1D
+    W = np.empty((3 * k + P + 4, B))  # one allocation: the block's columns
+    E = W[:k]  # logits, then unnormalised and normalised gates
+    H = W[k:2 * k]
+    HP = W[2 * k:3 * k]
+    G = W[3 * k:3 * k + P]
+    xb, mx, f, r = W[3 * k + P], W[3 * k + P + 1], W[3 * k + P + 2], W[3 * k + P + 3]
     A[:, :] = 0.0
     g[:] = 0.0
     s = 0.0
-    for j in range(n):
-        f = _point_1d(X, j, theta, k, act, z, lg, pi, h, hp)
-        x = z[0]
-        r = f - y[j]
-        s += r * r
+    for start in range(0, n, B):
+        m = min(B, n - start)
+        for j in range(m):
+            xb[j] = X[start + j, 0]
+            mx[j] = 0.0  # the last logit is 0
+        for i in range(k - 1):
+            a, b = theta[i], theta[k - 1 + i]
+            for j in range(m):
+                v = a * xb[j] + b
+                E[i, j] = v
+                mx[j] = max(mx[j], v)
+        for j in range(m):
+            E[k - 1, j] = 0.0
+            f[j] = 0.0  # the softmax denominator, then f
+        for i in range(k):
+            for j in range(m):
+                e = _exp(E[i, j] - mx[j])  # log-sum-exp shift: finite for any finite logits
+                E[i, j] = e
+                f[j] += e
+        for j in range(m):
+            f[j] = 1.0 / f[j]
+        for i in range(k):
+            for j in range(m):
+                E[i, j] *= f[j]
+        for j in range(m):
+            f[j] = 0.0
+        for i in range(k):
+            a, b = theta[e0 + 2 * i], theta[e0 + 2 * i + 1]
+            if act == 0:  # sigmoid; _exp's clamp keeps 1/(1 + e) finite
+                for j in range(m):
+                    sg = 1.0 / (1.0 + _exp(-(a * xb[j] + b)))
+                    H[i, j] = sg
+                    HP[i, j] = sg * (1.0 - sg)
+            elif act == 1:  # tanh(u) = 1 - 2 / (1 + e^{2u}), absolute error ~1e-16
+                for j in range(m):
+                    t = 1.0 - 2.0 / (1.0 + _exp(2.0 * (a * xb[j] + b)))
+                    H[i, j] = t
+                    HP[i, j] = 1.0 - t * t
+            else:
+                for j in range(m):
+                    H[i, j] = a * xb[j] + b
+                    HP[i, j] = 1.0
+            for j in range(m):
+                f[j] += E[i, j] * H[i, j]
+        for j in range(m):
+            r[j] = f[j] - y[start + j]
         for i in range(k - 1):  # gates: pi_i (h_i - f) (x, 1)
-            c = pi[i] * (h[i] - f)
-            G[i] = c * x
-            G[k - 1 + i] = c
+            for j in range(m):
+                c = E[i, j] * (H[i, j] - f[j])
+                G[i, j] = c * xb[j]
+                G[k - 1 + i, j] = c
         for i in range(k):  # experts: pi_i phi'(u_i) (x, 1)
-            c = pi[i] * hp[i]
-            G[e0 + 2 * i] = c * x
-            G[e0 + 2 * i + 1] = c
+            for j in range(m):
+                c = E[i, j] * HP[i, j]
+                G[e0 + 2 * i, j] = c * xb[j]
+                G[e0 + 2 * i + 1, j] = c
+        acc = 0.0
+        for j in range(m):
+            acc += r[j] * r[j]
+        s += acc
         for p in range(P):
-            gp = G[p]
-            g[p] += gp * r
+            acc = 0.0
+            for j in range(m):
+                acc += G[p, j] * r[j]
+            g[p] += acc
             for q in range(p + 1):
-                A[p, q] += gp * G[q]
+                acc = 0.0
+                for j in range(m):
+                    acc += G[p, j] * G[q, j]
+                A[p, q] += acc
     for p in range(P):
         for q in range(p + 1, P):
             A[p, q] = A[q, p]
