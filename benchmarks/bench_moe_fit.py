@@ -16,17 +16,19 @@ For each n in (100, 1000, 10000) every solver runs from each start on all n poin
 Tolerances: ours stops on a relative SSE decrease < 1e-10 (twice, with the Gauss–Newton model
 predicting no more) or 500 iterations; scipy on ftol = xtol = gtol = 1e-10 or 1000 evaluations.
 
-A *fit* is the best of the starts of one problem (the LSE as multi-start computes it). Reported:
-fits per second of each solver (CPU time of this process), the ratio ours / scipy, each
-problem's objective verdict (scipy "same" when within 1e-9 relative of ours, else "better" /
-"worse"; "outside" for lm results outside the box), the iterations (ours) and Jacobian
-evaluations (scipy), and the per-iteration speed ratio.
+Every start is timed on its own (CPU time of this process). Reported per n:
 
-*Per LSE* (the acceptance measure): our whole estimator, ``fit_lse`` given the same starts
-(screened for 100 iterations on a subsample of at most 2,000 points, then every start polished
-on growing subsamples, the ones within 50 noise variances of the best going on to all n points,
-to the same tolerance), against scipy's best of those starts, each run to convergence on all n
-points.
+* *per start*: the time ratios scipy / ours summed over all starts; each start's objective
+  verdict (scipy "same" when within 1e-9 relative of ours, else "better" / "worse"; "outside"
+  for lm results outside the box), tallied; and the ratio over the starts where both reached
+  the *same* optimum — the cleanest speed comparison, same problem, start and end point;
+* *per LSE* (the acceptance measure): our whole estimator, ``fit_lse`` given the same starts
+  (screened for 100 iterations on a subsample of at most 2,000 points, then every start
+  polished on growing subsamples, the ones within 50 noise variances of the best going on to
+  all n points, to the same tolerance), against scipy's best of those starts, each run to
+  convergence on all n points: time ratio, objective tally and the objective gaps in units of
+  the noise variance sigma^2 (the statistical resolution of the objective);
+* iterations (ours) and Jacobian evaluations (scipy), and the per-iteration speed ratio.
 Prints a table and writes ``benchmarks/results/moe_fit.json``. ``--quick``: fewer problems/starts.
 """
 
@@ -96,37 +98,45 @@ def make_problem(n, rep):
     return X, y, starts
 
 
-def run_ours(X, y, starts):
-    fits = [lm_fit(X, y, "sigmoid", K_FIT, th, tol=TOL, max_iter=MAX_ITER, bound=BOUND) for th in starts]
-    return min(f.objective for f in fits), sum(f.n_iter for f in fits)
+def _ours(X, y, th):
+    f = lm_fit(X, y, "sigmoid", K_FIT, th, tol=TOL, max_iter=MAX_ITER, bound=BOUND)
+    return f.objective, f.n_iter
 
 
-def run_scipy(X, y, starts, method):
-    """Best objective over the starts (inf when every lm result left the box), Jacobians used."""
-    best, iters = np.inf, 0
+def _scipy(X, y, th, method):
+    """Objective (inf when an lm result left the box: it solved another problem), Jacobians."""
     bounds = (-BOUND, BOUND) if method == "trf" else (-np.inf, np.inf)
+    res = least_squares(numpy_residuals, np.clip(th, -BOUND, BOUND), jac=numpy_jacobian,
+                        args=(X, y, K_FIT), bounds=bounds, method=method, ftol=TOL, xtol=TOL,
+                        gtol=TOL, max_nfev=2 * MAX_ITER)
+    obj = 2.0 * res.cost if np.all(np.abs(res.x) <= BOUND) else np.inf  # cost = r^T r / 2
+    return obj, res.njev if res.njev is not None else res.nfev
+
+
+SOLVERS = {"ours": _ours, "lm": lambda X, y, th: _scipy(X, y, th, "lm"),
+           "trf": lambda X, y, th: _scipy(X, y, th, "trf")}
+
+
+def run_starts(X, y, starts):
+    """Every solver from every start: {solver: (objectives, seconds, iterations)} per start."""
+    out = {name: ([], [], []) for name in SOLVERS}
     for th in starts:
-        th = np.clip(th, -BOUND, BOUND)
-        res = least_squares(numpy_residuals, th, jac=numpy_jacobian, args=(X, y, K_FIT), bounds=bounds,
-                            method=method, ftol=TOL, xtol=TOL, gtol=TOL, max_nfev=2 * MAX_ITER)
-        if np.all(np.abs(res.x) <= BOUND):  # a result outside the box solves another problem
-            best = min(best, 2.0 * res.cost)  # cost = 0.5 * sum r^2
-        iters += res.njev if res.njev is not None else res.nfev
-    return best, iters
+        for name, solve in SOLVERS.items():
+            t0 = time.process_time()
+            obj, it = solve(X, y, th)
+            out[name][1].append(time.process_time() - t0)
+            out[name][0].append(obj)
+            out[name][2].append(it)
+    return out
 
 
 def run_fit_lse(X, y, starts):
     """Our whole estimator from the same starts (no split starts: scipy gets no (k-1)-fit either),
     every start polished as scipy runs every start, converged to the same tolerance."""
+    t0 = time.process_time()
     fit = fit_lse(X, y, "sigmoid", K_FIT, seed=0, starts=starts, split_starts=0, tol=TOL,
                   max_iter=MAX_ITER, bound=BOUND, n_polish=len(starts))
-    return fit.objective, 0
-
-
-def timed(fn, problems, *extra):
-    t0 = time.process_time()
-    out = [fn(X, y, starts, *extra) for X, y, starts in problems]
-    return time.process_time() - t0, [o for o, _ in out], sum(i for _, i in out)
+    return fit.objective, time.process_time() - t0
 
 
 def verdict(theirs, ours):
@@ -135,6 +145,24 @@ def verdict(theirs, ours):
     if abs(theirs - ours) <= 1e-9 * abs(ours):
         return "same"
     return "worse" if theirs > ours else "better"
+
+
+VERDICTS = ("same", "worse", "better", "outside")
+
+
+def tally(v):
+    """'3s/1w' from a list of verdicts or a {verdict: count} dict."""
+    counts = v if isinstance(v, dict) else {w: v.count(w) for w in VERDICTS}
+    return "/".join(f"{counts[w]}{w[0]}" for w in VERDICTS if counts[w])
+
+
+def ratio(x):
+    return "-" if x is None else f"{x:.1f}"
+
+
+def _flat(runs, name, i):
+    """Field i (objective, seconds, iterations) of solver ``name`` over all problems' starts."""
+    return np.array([v for r in runs for v in r[name][i]], dtype=float)
 
 
 N_STARTS = 5
@@ -149,57 +177,56 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.out is None:  # a quick run never overwrites the full run's numbers
         args.out = str(Path(__file__).parent / "results" / ("moe_fit_quick.json" if args.quick else "moe_fit.json"))
-    n_problems, N_STARTS = (2, 4) if args.quick else (5, 8)
+    n_problems, N_STARTS = (2, 4) if args.quick else (10, 8)
     ns = (100, 1000, 10000)
     warm = make_problem(100, 99)  # compile numba outside the timings
     r_ref, J_ref = residuals_jacobian(warm[2][0], warm[0], warm[1], "sigmoid", 1, K_FIT)
     np.testing.assert_allclose(numpy_residuals(warm[2][0], warm[0], warm[1], K_FIT), r_ref, atol=1e-12)
     np.testing.assert_allclose(numpy_jacobian(warm[2][0], warm[0], warm[1], K_FIT), J_ref, atol=1e-12)
-    run_ours(*warm)
+    _ours(warm[0], warm[1], warm[2][0])
     run_fit_lse(*warm)
+    sigma2 = STUDY.noise_sd ** 2
     rows = []
-    header = (f"{'n':>6} {'ours fit/s':>11} {'lm fit/s':>9} {'trf fit/s':>10} {'x lm':>7} {'x trf':>7} "
-              f"{'fit_lse/s':>10} {'lm obj':>6} {'trf obj':>7} {'it ours/lm/trf':>16} {'x/it lm':>8} "
-              f"{'x/it trf':>8}")
-    print(header)
+    print(f"{'n':>6} {'start x lm':>10} {'x trf':>6} {'same-opt x lm':>13} {'x trf':>6} "
+          f"{'objective per start vs lm':>26} {'vs trf':>18} {'LSE x lm':>9} {'x trf':>6} "
+          f"{'LSE objective vs lm':>20} {'vs trf':>12}")
     for n in ns:
-        problems = [make_problem(n, p) for p in range(n_problems)]
-        t_ours, o_ours, i_ours = timed(run_ours, problems)
-        t_lm, o_lm, i_lm = timed(run_scipy, problems, "lm")
-        t_trf, o_trf, i_trf = timed(run_scipy, problems, "trf")
-        t_lse, o_lse, _ = timed(run_fit_lse, problems)
-        row = {
-            "n": n, "problems": n_problems, "starts": N_STARTS,
-            "ours_fits_per_s": n_problems / t_ours, "scipy_lm_fits_per_s": n_problems / t_lm,
-            "scipy_trf_fits_per_s": n_problems / t_trf, "fit_lse_fits_per_s": n_problems / t_lse,
-            "ratio_vs_lm": t_lm / t_ours, "ratio_vs_trf": t_trf / t_ours,
-            "iterations_ours": i_ours, "jacobians_scipy_lm": i_lm, "jacobians_scipy_trf": i_trf,
-            "us_per_iteration_ours": 1e6 * t_ours / i_ours, "us_per_jacobian_scipy_lm": 1e6 * t_lm / i_lm,
-            "us_per_jacobian_scipy_trf": 1e6 * t_trf / i_trf,
-            "per_iteration_ratio_vs_lm": (t_lm / i_lm) / (t_ours / i_ours),
-            "per_iteration_ratio_vs_trf": (t_trf / i_trf) / (t_ours / i_ours),
-            "objective_ours": o_ours, "objective_scipy_lm": o_lm, "objective_scipy_trf": o_trf,
-            "objective_fit_lse": o_lse,
-            "scipy_lm_vs_ours": [verdict(a, b) for a, b in zip(o_lm, o_ours, strict=True)],
-            "scipy_trf_vs_ours": [verdict(a, b) for a, b in zip(o_trf, o_ours, strict=True)],
-            # The whole estimator: fit_lse (screen on a subsample, staged polish) vs scipy's
-            # best-of-starts on all n points, same number of starts; objective compared too.
-            "lse_ratio_vs_lm": t_lm / t_lse, "lse_ratio_vs_trf": t_trf / t_lse,
-            "scipy_lm_vs_fit_lse": [verdict(a, b) for a, b in zip(o_lm, o_lse, strict=True)],
-            "scipy_trf_vs_fit_lse": [verdict(a, b) for a, b in zip(o_trf, o_lse, strict=True)],
-        }
+        runs, lse = [], []
+        for p in range(n_problems):
+            X, y, starts = make_problem(n, p)
+            runs.append(run_starts(X, y, starts))
+            lse.append(run_fit_lse(X, y, starts))
+
+        obj = {s_: _flat(runs, s_, 0) for s_ in SOLVERS}
+        sec = {s_: _flat(runs, s_, 1) for s_ in SOLVERS}
+        its = {s_: int(_flat(runs, s_, 2).sum()) for s_ in SOLVERS}
+        row = {"n": n, "problems": n_problems, "starts": N_STARTS, "iterations_ours": its["ours"],
+               "objective_fit_lse": [o for o, _ in lse], "seconds_fit_lse": sum(t for _, t in lse)}
+        for m in ("lm", "trf"):
+            v = [verdict(a, b) for a, b in zip(obj[m], obj["ours"], strict=True)]
+            same = np.array([w == "same" for w in v])
+            best = [min(r[m][0]) for r in runs]  # scipy's LSE: its best start per problem
+            t_best = sum(sum(r[m][1]) for r in runs)
+            gaps = [(b - o) / sigma2 for b, (o, _) in zip(best, lse, strict=True)]
+            row[m] = {
+                "per_start_ratio": sec[m].sum() / sec["ours"].sum(),
+                "per_start_verdicts": {w: v.count(w) for w in VERDICTS},
+                "same_optimum_starts": int(same.sum()),
+                "same_optimum_ratio": (sec[m][same].sum() / sec["ours"][same].sum()) if same.any() else None,
+                "jacobians": its[m], "per_iteration_ratio": (sec[m].sum() / its[m]) / (sec["ours"].sum() / its["ours"]),
+                "lse_ratio": t_best / row["seconds_fit_lse"], "lse_objective": best,
+                "lse_verdicts": [verdict(b, o) for b, (o, _) in zip(best, lse, strict=True)],
+                # scipy's best minus ours, in noise variances: > 0 ours lower, < 0 scipy lower
+                "lse_gap_sigma2": [g if np.isfinite(g) else None for g in gaps],
+            }
         rows.append(row)
 
-        def tally(v):
-            return "/".join(f"{v.count(w)}{w[0]}" for w in ("same", "worse", "better", "outside")
-                        if v.count(w))
-        print(f"{n:>6} {row['ours_fits_per_s']:>11.2f} {row['scipy_lm_fits_per_s']:>9.2f} "
-              f"{row['scipy_trf_fits_per_s']:>10.2f} {row['ratio_vs_lm']:>7.1f} {row['ratio_vs_trf']:>7.1f} "
-              f"{row['fit_lse_fits_per_s']:>10.2f} {tally(row['scipy_lm_vs_ours']):>6} "
-              f"{tally(row['scipy_trf_vs_ours']):>7} {f'{i_ours}/{i_lm}/{i_trf}':>16} "
-              f"{row['per_iteration_ratio_vs_lm']:>8.1f} {row['per_iteration_ratio_vs_trf']:>8.1f}"
-              f"  | LSE x lm {row['lse_ratio_vs_lm']:.1f} ({tally(row['scipy_lm_vs_fit_lse'])}), "
-              f"x trf {row['lse_ratio_vs_trf']:.1f} ({tally(row['scipy_trf_vs_fit_lse'])})", flush=True)
+        lm, trf = row["lm"], row["trf"]
+        print(f"{n:>6} {lm['per_start_ratio']:>10.1f} {trf['per_start_ratio']:>6.1f} "
+              f"{ratio(lm['same_optimum_ratio']):>13} {ratio(trf['same_optimum_ratio']):>6} "
+              f"{tally(lm['per_start_verdicts']):>26} {tally(trf['per_start_verdicts']):>18} "
+              f"{lm['lse_ratio']:>9.1f} {trf['lse_ratio']:>6.1f} {tally(lm['lse_verdicts']):>20} "
+              f"{tally(trf['lse_verdicts']):>12}", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"benchmark": "moe_fit", "quick": args.quick, "python": platform.python_version(),
@@ -208,7 +235,7 @@ def main(argv=None):
             "problem": f"moe-rates sigmoid over-fitted (k*={STUDY.k_true}, k={K_FIT}, d=1, "
                        f"noise sd {STUDY.noise_sd:g}, box {BOUND:g})"}
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    print(f"wrote {out}  (objective column: s=same, w=scipy worse, b=scipy better than ours, "
+    print(f"wrote {out}  (objective columns: s=same, w=scipy worse, b=scipy better than ours, "
           f"o=lm left the box)")
 
 
