@@ -185,9 +185,9 @@ def _point_nd(X, j, theta, k, d, act, deg, z, lg, pi, h, hp):
 @njit(cache=True, inline="always")
 def _gates_experts_1d(x, theta, k, act, pi, h, hp):
     """d = 1, p = 1 at the scalar x: unnormalised gates pi_i = exp(logit_i - max logit) and
-    experts h, hp; returns (sum_i pi_i h_i, sum_i pi_i), so f = first / second. (In this form,
-    logits in pi rather than a scratch array, the fused LM pass runs at 58 instead of 73 ns per
-    point.)"""
+    experts h, hp; returns (sum_i pi_i h_i, sum_i pi_i), so f = first / second. The scalar,
+    libm-exact path of predictions and the Jacobian; the LM pass uses the vectorised
+    :func:`theorylab.kernels.moe_fit._normal_1d`, which a test checks against the Jacobian."""
     e0 = 2 * (k - 1)
     mx = 0.0  # the last logit is 0
     for i in range(k - 1):
