@@ -28,11 +28,13 @@ Every start is timed on its own (CPU time of this process). Reported per n:
   all n points, to the same tolerance), against scipy's best of those starts, each run to
   convergence on all n points: time ratio, objective tally and the objective gaps in units of
   the noise variance sigma^2 (the statistical resolution of the objective);
-* *to scipy's LSE* (the acceptance measure: speed at the same objective or better): our estimator's time until its
-  objective is at or below scipy's LSE — fit_lse on the identical starts, then, while still
-  above, fit_lse on batches of fresh random starts (:func:`time_to_target`), every batch
-  timed — against scipy's time for its LSE; with the batches used and the problems reached;
+* *to scipy's LSE* (the acceptance measure: speed at the same objective or better): our
+  estimator's time until its objective is at or below scipy's LSE — fit_lse on the identical
+  starts, then, while still above, fit_lse on batches of fresh random starts
+  (:func:`time_to_target`), every batch timed — against scipy's time for its LSE; with the
+  batches used and the problems reached;
 * iterations (ours) and Jacobian evaluations (scipy), and the per-iteration speed ratio.
+
 Prints a table and writes ``benchmarks/results/moe_fit.json``. ``--quick``: fewer problems/starts.
 """
 
