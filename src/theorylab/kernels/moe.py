@@ -145,8 +145,11 @@ def _scratch(k, m):
 
 
 @njit(cache=True, inline="always")
-def _point_nd(X, j, theta, k, d, act, deg, z, lg, pi, h, hp):
-    """Fill z (features), pi (gates), h, hp (expert values / slopes) at row j; return f(X[j])."""
+def _point(X, j, theta, k, d, act, deg, z, lg, pi, h, hp):
+    """Fill z (features), pi (gates), h, hp (expert values / slopes) at row j; return f(X[j]).
+
+    The scalar path, with libm's exp: predictions, the Jacobian and the SSE. The LM pass,
+    :func:`theorylab.kernels.moe_fit._normal_core`, is vectorised across points instead."""
     m = deg * d + 1
     g1 = (k - 1) * d
     e0 = g1 + k - 1
@@ -180,51 +183,6 @@ def _point_nd(X, j, theta, k, d, act, deg, z, lg, pi, h, hp):
     for i in range(k):
         pi[i] *= inv
     return f * inv
-
-
-@njit(cache=True, inline="always")
-def _gates_experts_1d(x, theta, k, act, pi, h, hp):
-    """d = 1, p = 1 at the scalar x: unnormalised gates pi_i = exp(logit_i - max logit) and
-    experts h, hp; returns (sum_i pi_i h_i, sum_i pi_i), so f = first / second. The scalar,
-    libm-exact path of predictions and the Jacobian; the LM pass uses the vectorised
-    :func:`theorylab.kernels.moe_fit._normal_1d`, which a test checks against the Jacobian."""
-    e0 = 2 * (k - 1)
-    mx = 0.0  # the last logit is 0
-    for i in range(k - 1):
-        v = theta[i] * x + theta[k - 1 + i]
-        pi[i] = v
-        if v > mx:
-            mx = v
-    pi[k - 1] = 0.0
-    tot = 0.0
-    f = 0.0
-    for i in range(k):
-        e = np.exp(pi[i] - mx)  # log-sum-exp shift: finite for any finite logits
-        pi[i] = e
-        tot += e
-        _expert(theta[e0 + 2 * i] * x + theta[e0 + 2 * i + 1], act, i, h, hp)
-        f += e * h[i]
-    return f, tot
-
-
-@njit(cache=True, inline="always")
-def _point_1d(X, j, theta, k, act, z, lg, pi, h, hp):
-    """_point_nd specialised to d = 1, p = 1 (the study's setting): no inner loops."""
-    x = X[j, 0]
-    z[0] = x
-    z[1] = 1.0
-    f, tot = _gates_experts_1d(x, theta, k, act, pi, h, hp)
-    inv = 1.0 / tot
-    for i in range(k):
-        pi[i] *= inv
-    return f * inv
-
-
-@njit(cache=True, inline="always")
-def _point(X, j, theta, k, d, act, deg, z, lg, pi, h, hp):
-    if d == 1 and deg == 1:
-        return _point_1d(X, j, theta, k, act, z, lg, pi, h, hp)
-    return _point_nd(X, j, theta, k, d, act, deg, z, lg, pi, h, hp)
 
 
 @njit(cache=True)

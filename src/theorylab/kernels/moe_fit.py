@@ -21,9 +21,6 @@ from theorylab.kernels.moe import (
     _check_family,
     _check_X,
     _deg,
-    _grad_point,
-    _point,
-    _scratch,
     n_free,
     pack,
     unpack,
@@ -53,146 +50,132 @@ class FitResult(NamedTuple):
 # the Levenberg–Marquardt core
 # ----------------------------------------------------------------------------------------------
 
-_BLOCK = 256  # rows of J held at a time: A += J_b^T J_b through BLAS
-
-
-_BLOCK_1D = 128  # points per block of the d = 1 pass: its columns stay in L1
+_BLOCK = 128  # points per block of the LM pass: its columns stay in L1
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
-def _normal_1d(X, y, theta, k, act, A, g):
-    r""":func:`_normal_core` for d = 1, p = 1 (the rate study), vectorised across points.
+def _normal_core(X, y, theta, k, act, deg, A, g):
+    r"""One pass over the data: A = JᵀJ, g = Jᵀr (J never stored); returns S = rᵀr.
 
-    Per block of ``_BLOCK_1D`` points the quantities are columns: logits
-    :math:`\beta_{1i} x + \beta_{0i}` and their max, gates :math:`\pi_i` (softmax,
-    :func:`~theorylab.kernels.fastexp._exp`), experts :math:`h_i = \phi(a_i x + b_i)` and
+    Vectorised across points: per block of ``_BLOCK`` points every quantity is a column —
+    features z (x, its powers up to ``deg``, 1), logits :math:`\beta_{1i}^\top x + \beta_{0i}`
+    and their max, gates :math:`\pi_i` (softmax through the branch-free
+    :func:`~theorylab.kernels.fastexp._exp`), experts :math:`h_i = \phi(\eta_i^\top z)` and
     :math:`\phi'`, f, r = f − y, the gradient columns
     :math:`\partial f/\partial(\beta_{1i}, \beta_{0i}) = \pi_i (h_i - f)(x, 1)` and
-    :math:`\partial f/\partial(a_i, b_i) = \pi_i \phi'(u_i)(x, 1)`, then A += G Gᵀ and
-    g += G r as dot products. Every loop is innermost over the points and branch-free, so LLVM
-    vectorises it; sums are reassociated (``fastmath``) within a block, so results differ from
-    the scalar pass by rounding only (a test checks them against the Jacobian). About 10 ns
-    per point for k = 3 sigmoid experts (scalar pass with libm exp: 58 ns). ``error_model``
-    "numpy": a Python-style zero-division check would stop the vectorisation (tot ≥ 1 here).
+    :math:`\partial f/\partial \eta_i = \pi_i \phi'(\eta_i^\top z)\, z` — then A += G Gᵀ
+    and g += G r as dot products. Every loop is innermost over the points and branch-free, so
+    LLVM vectorises it. Sums are reassociated within a block (``fastmath``): results differ from
+    a scalar pass by rounding only (a test checks them against the Jacobian), are
+    bit-reproducible on one machine, and may differ in the last bits between CPUs with different
+    vector widths. ``error_model`` "numpy": a Python-style zero-division check would stop the
+    vectorisation (the softmax denominator is ≥ 1 here). About 9–11 ns per point for d = 1,
+    k = 3 sigmoid experts and 13 ns for d = 2 (the scalar pass with libm's exp: 58 and 133 ns).
     """
-    n = X.shape[0]
+    n, d = X.shape
+    m = deg * d + 1
     P = theta.shape[0]
-    e0 = 2 * (k - 1)
-    B = _BLOCK_1D
-    W = np.empty((3 * k + P + 4, B))  # one allocation: the block's columns
-    E = W[:k]  # logits, then unnormalised and normalised gates
-    H = W[k:2 * k]
-    HP = W[2 * k:3 * k]
-    G = W[3 * k:3 * k + P]
-    xb, mx, f, r = W[3 * k + P], W[3 * k + P + 1], W[3 * k + P + 2], W[3 * k + P + 3]
+    g1 = (k - 1) * d
+    e0 = g1 + k - 1
+    B = _BLOCK
+    W = np.empty((m + 3 * k + P + 3, B))  # one allocation: the block's columns
+    Z = W[:m]
+    E = W[m:m + k]
+    H = W[m + k:m + 2 * k]
+    HP = W[m + 2 * k:m + 3 * k]
+    G = W[m + 3 * k:m + 3 * k + P]
+    mx, f, r = W[m + 3 * k + P], W[m + 3 * k + P + 1], W[m + 3 * k + P + 2]
     A[:, :] = 0.0
     g[:] = 0.0
     s = 0.0
     for start in range(0, n, B):
-        m = min(B, n - start)
-        for j in range(m):
-            xb[j] = X[start + j, 0]
-            mx[j] = 0.0  # the last logit is 0
+        nb = min(B, n - start)
+        for t in range(d):
+            for j in range(nb):
+                Z[t, j] = X[start + j, t]
+        for p in range(1, deg):
+            for t in range(d):
+                for j in range(nb):
+                    Z[p * d + t, j] = Z[(p - 1) * d + t, j] * Z[t, j]
+        for j in range(nb):
+            Z[m - 1, j] = 1.0
+            mx[j] = 0.0
         for i in range(k - 1):
-            a, b = theta[i], theta[k - 1 + i]
-            for j in range(m):
-                v = a * xb[j] + b
-                E[i, j] = v
-                mx[j] = max(mx[j], v)
-        for j in range(m):
+            b = theta[g1 + i]
+            for j in range(nb):
+                E[i, j] = b
+            for t in range(d):
+                a = theta[i * d + t]
+                for j in range(nb):
+                    E[i, j] += a * Z[t, j]
+            for j in range(nb):
+                mx[j] = max(mx[j], E[i, j])
+        for j in range(nb):
             E[k - 1, j] = 0.0
-            f[j] = 0.0  # the softmax denominator, then f
-        for i in range(k):
-            for j in range(m):
-                e = _exp(E[i, j] - mx[j])  # log-sum-exp shift: finite for any finite logits
+            f[j] = 0.0
+        for i in range(k):  # log-sum-exp shift: finite for any finite logits
+            for j in range(nb):
+                e = _exp(E[i, j] - mx[j])
                 E[i, j] = e
                 f[j] += e
-        for j in range(m):
+        for j in range(nb):
             f[j] = 1.0 / f[j]
         for i in range(k):
-            for j in range(m):
+            for j in range(nb):
                 E[i, j] *= f[j]
-        for j in range(m):
+        for j in range(nb):
             f[j] = 0.0
         for i in range(k):
-            a, b = theta[e0 + 2 * i], theta[e0 + 2 * i + 1]
+            for j in range(nb):
+                H[i, j] = 0.0
+            for q in range(m):
+                a = theta[e0 + i * m + q]
+                for j in range(nb):
+                    H[i, j] += a * Z[q, j]
             if act == 0:  # sigmoid; _exp's clamp keeps 1/(1 + e) finite
-                for j in range(m):
-                    sg = 1.0 / (1.0 + _exp(-(a * xb[j] + b)))
+                for j in range(nb):
+                    sg = 1.0 / (1.0 + _exp(-H[i, j]))
                     H[i, j] = sg
                     HP[i, j] = sg * (1.0 - sg)
             elif act == 1:  # tanh(u) = 1 - 2 / (1 + e^{2u}), absolute error ~1e-16
-                for j in range(m):
-                    t = 1.0 - 2.0 / (1.0 + _exp(2.0 * (a * xb[j] + b)))
-                    H[i, j] = t
-                    HP[i, j] = 1.0 - t * t
+                for j in range(nb):
+                    th = 1.0 - 2.0 / (1.0 + _exp(2.0 * H[i, j]))
+                    H[i, j] = th
+                    HP[i, j] = 1.0 - th * th
             else:
-                for j in range(m):
-                    H[i, j] = a * xb[j] + b
+                for j in range(nb):
                     HP[i, j] = 1.0
-            for j in range(m):
+            for j in range(nb):
                 f[j] += E[i, j] * H[i, j]
-        for j in range(m):
+        for j in range(nb):
             r[j] = f[j] - y[start + j]
         for i in range(k - 1):  # gates: pi_i (h_i - f) (x, 1)
-            for j in range(m):
-                c = E[i, j] * (H[i, j] - f[j])
-                G[i, j] = c * xb[j]
-                G[k - 1 + i, j] = c
-        for i in range(k):  # experts: pi_i phi'(u_i) (x, 1)
-            for j in range(m):
-                c = E[i, j] * HP[i, j]
-                G[e0 + 2 * i, j] = c * xb[j]
-                G[e0 + 2 * i + 1, j] = c
+            for j in range(nb):
+                G[g1 + i, j] = E[i, j] * (H[i, j] - f[j])
+            for t in range(d):
+                for j in range(nb):
+                    G[i * d + t, j] = G[g1 + i, j] * Z[t, j]
+        for i in range(k):  # experts: pi_i phi'(u_i) z
+            for q in range(m):
+                for j in range(nb):
+                    G[e0 + i * m + q, j] = E[i, j] * HP[i, j] * Z[q, j]
         acc = 0.0
-        for j in range(m):
+        for j in range(nb):
             acc += r[j] * r[j]
         s += acc
         for p in range(P):
             acc = 0.0
-            for j in range(m):
+            for j in range(nb):
                 acc += G[p, j] * r[j]
             g[p] += acc
             for q in range(p + 1):
                 acc = 0.0
-                for j in range(m):
+                for j in range(nb):
                     acc += G[p, j] * G[q, j]
                 A[p, q] += acc
     for p in range(P):
         for q in range(p + 1, P):
             A[p, q] = A[q, p]
-    return s
-
-
-@njit(cache=True)
-def _normal_core(X, y, theta, k, act, deg, A, g):
-    """One pass: A = J^T J, g = J^T r (J in blocks of _BLOCK rows, never whole); return S = r^T r."""
-    n, d = X.shape
-    if d == 1 and deg == 1:
-        return _normal_1d(X, y, theta, k, act, A, g)
-    m = deg * d + 1
-    P = theta.shape[0]
-    z, lg, pi, h, hp = _scratch(k, m)
-    G = np.empty((_BLOCK, P))
-    rb = np.empty(_BLOCK)
-    A[:, :] = 0.0
-    g[:] = 0.0
-    s = 0.0
-    for start in range(0, n, _BLOCK):
-        stop = min(n, start + _BLOCK)
-        for j in range(start, stop):
-            f = _point(X, j, theta, k, d, act, deg, z, lg, pi, h, hp)
-            r = f - y[j]
-            s += r * r
-            rb[j - start] = r
-            _grad_point(f, k, d, deg, z, pi, h, hp, G, j - start)
-        if stop - start == _BLOCK:
-            A += G.T @ G
-            g += G.T @ rb
-        else:
-            Gb = G[:stop - start]
-            A += Gb.T @ Gb
-            g += Gb.T @ rb[:stop - start]
     return s
 
 

@@ -64,8 +64,8 @@ class MoERateStudy(Study):
     """
 
     name = "moe-rates"
-    version = 5  # 2: split starts, GN stopping test; 3: polish margin; 4: fused d = 1 LM pass;
-    # 5: the d = 1 pass vectorised across points (fits differ by rounding)
+    version = 6  # 2: split starts, GN stopping test; 3: polish margin; 4: fused d = 1 LM pass;
+    # 5: the d = 1 pass vectorised across points; 6: one vectorised pass for every d (rounding)
     expert: str = "sigmoid"
     degree: int = 1                        # polynomial experts only
     k_true: int = 2
