@@ -27,8 +27,9 @@ def _fmt(x) -> str:
 def _holds(r: dict) -> str:
     """'yes' / '**no**'; for an upper-bound claim also whether the bound is attained (tight)."""
     text = "yes" if r["holds"] else "**no**"
-    tight = (r.get("details") or {}).get("tight")
-    if tight is not None and "bound" in str(r["expected"]):
+    details = r.get("details") or {}
+    tight = details.get("tight")
+    if tight is not None and details.get("criterion") == "upper bound":
         text += " (tight)" if tight else (" (faster than the bound)" if r["holds"] else "")
     return text
 

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -96,3 +97,18 @@ def test_figure_is_built_from_the_store_alone(tmp_path, monkeypatch, store):
     paths = moe_paper.rate_figure.make(ctx)
     assert sorted(p.suffix for p in paths) == [".png", ".svg"]
     assert all(p.stat().st_size > 10_000 for p in paths)
+
+
+@pytest.mark.parametrize("slope", [-0.5, -0.7, -0.3])
+def test_rate_verdict_criteria_two_sided_vs_upper_bound(monkeypatch, slope):
+    # a synthetic loss ~ n^slope: exact-fitted claims need the CI to meet the n^-1/2 band
+    # (two-sided), over-fitted ones only to reach it or lie below (the theorems' O_P bound)
+    rng = np.random.default_rng(0)
+    ns = np.repeat(np.logspace(2, 5, 10), 40)
+    table = pd.DataFrame({"n": ns, "d1": ns ** slope * np.exp(0.1 * rng.normal(size=ns.size))})
+    monkeypatch.setattr(moe_paper, "_table", lambda ctx, expert, case: table)
+    exact = moe_paper._rate_verdict(None, "sigmoid", "exact", "d1", 0.5)
+    over = moe_paper._rate_verdict(None, "sigmoid", "over", "d1", 0.5)
+    assert exact.details["criterion"] == "two-sided" and over.details["criterion"] == "upper bound"
+    assert exact.holds == (slope == -0.5) == exact.details["tight"]
+    assert over.holds == (slope <= -0.5) and over.details["tight"] == (slope == -0.5)

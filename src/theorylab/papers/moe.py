@@ -43,7 +43,8 @@ def _rate_verdict(ctx: Context, expert: str, case: str, column: str, r: float) -
     holds = decays and (tight if case == "exact" else bounded)
     expected = -r if case == "exact" else f"<= {-r:g} (bound)"
     return Verdict(measured=fit.slope, expected=expected, ci=fit.ci, holds=bool(holds),
-                   details={"band": band, "tight": tight, "within_bound": bounded,
+                   details={"criterion": "two-sided" if case == "exact" else "upper bound",
+                            "band": band, "tight": tight, "within_bound": bounded,
                             "slope_vs_log(logn/n)": theory_scale.slope,
                             "ci_vs_log(logn/n)": theory_scale.ci, "n_obs": fit.n_obs,
                             "median_by_n": table.groupby("n")[column].median().to_dict()})
