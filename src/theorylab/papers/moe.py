@@ -19,7 +19,7 @@ import numpy as np
 
 from theorylab.claims import Context, Verdict, claim
 from theorylab.plotting import figure, savefig, style
-from theorylab.simulations.moe_rates import CASES, case_study
+from theorylab.simulations.moe_rates import CASES, case_study, tail_study
 from theorylab.simulations.rates import band_overlaps, loglog_slope, rate_band, within_bound
 from theorylab.theory import moe as theory_moe
 
@@ -32,22 +32,27 @@ def _table(ctx: Context, expert: str, case: str):
     return ctx.run(case_study(expert, case, quick=ctx.quick))
 
 
-def _rate_verdict(ctx: Context, expert: str, case: str, column: str, r: float) -> Verdict:
-    table = _table(ctx, expert, case)
+def _slope_verdict(table, column: str, r: float, two_sided: bool) -> Verdict:
+    """Slope of log ``column`` vs log n against the band of rate r: two-sided (the CI meets the
+    band) or the upper bound (the CI reaches the band or lies below); both need a decay."""
     fit = loglog_slope(table["n"], table[column])
     theory_scale = loglog_slope(table["n"], table[column], scale="logn_over_n")
     band = rate_band(table["n"], r)
     decays = fit.ci_hi < 0  # a rate claim needs a measured decay, not just a wide CI
     tight = band_overlaps(fit.ci, band)
     bounded = within_bound(fit.ci, band)  # not slower than (log n / n)^r
-    holds = decays and (tight if case == "exact" else bounded)
-    expected = -r if case == "exact" else f"<= {-r:g} (bound)"
+    holds = decays and (tight if two_sided else bounded)
+    expected = -r if two_sided else f"<= {-r:g} (bound)"
     return Verdict(measured=fit.slope, expected=expected, ci=fit.ci, holds=bool(holds),
-                   details={"criterion": "two-sided" if case == "exact" else "upper bound",
+                   details={"criterion": "two-sided" if two_sided else "upper bound",
                             "band": band, "tight": tight, "within_bound": bounded,
                             "slope_vs_log(logn/n)": theory_scale.slope,
                             "ci_vs_log(logn/n)": theory_scale.ci, "n_obs": fit.n_obs,
                             "median_by_n": table.groupby("n")[column].median().to_dict()})
+
+
+def _rate_verdict(ctx: Context, expert: str, case: str, column: str, r: float) -> Verdict:
+    return _slope_verdict(_table(ctx, expert, case), column, r, two_sided=case == "exact")
 
 
 def _register_rate(column: str, expert: str, case: str, r: float, what: str) -> None:
@@ -65,6 +70,18 @@ for _expert in ("sigmoid", "tanh"):
         _register_rate("d1", _expert, _case, 0.5, "the Voronoi loss D1")
     _register_rate("exact_err", _expert, "exact", 0.5, "the parameter error of exactly-specified atoms")
     _register_rate("over_err", _expert, "over", 0.25, "the parameter error of over-specified atoms")
+
+
+def _register_tail(column: str, r: float, what: str) -> None:
+    claim(f"moe.tail.{column}.sigmoid.over", paper=PAPER, kind="simulation",
+          statement=f"{what} of over-fitted sigmoid experts attains n^-{r} on n = 10^4 ... 10^6 "
+                    "(two-sided): the O_P bound is sharp once past the pre-asymptotic range")(
+        lambda ctx: _slope_verdict(ctx.run(tail_study(ctx.quick)), column, r, two_sided=True))
+
+
+_register_tail("l2", 0.5, "the L2 regression error")
+_register_tail("d1", 0.5, "the Voronoi loss D1")
+_register_tail("over_err", 0.25, "the parameter error of over-specified atoms")
 
 
 @claim("moe.d1.linear_slower_than_sigmoid", paper=PAPER, kind="simulation",
@@ -115,6 +132,25 @@ COLUMNS = (("l2", "L2 error"), ("d1", "D1"), ("exact_err", "exact atoms"),
            ("over_err", "over-specified atoms"))
 
 
+def _panel(ax, table, title: str) -> None:
+    """Median and IQR per n of each loss in ``table``, with its OLS line, on log-log axes."""
+    for name, label in COLUMNS:
+        vals = table[["n", name]].dropna()
+        if vals.empty:
+            continue
+        g = vals.groupby("n")[name]
+        ns = np.array(sorted(g.groups))
+        med = g.median().loc[ns]
+        q1, q3 = g.quantile(0.25).loc[ns], g.quantile(0.75).loc[ns]
+        fit = loglog_slope(vals["n"], vals[name])
+        line, = ax.loglog(ns, med, "o", ms=4,
+                          label=f"{label}: slope {fit.slope:.2f} [{fit.ci_lo:.2f}, {fit.ci_hi:.2f}]")
+        ax.fill_between(ns, q1, q3, color=line.get_color(), alpha=0.15)
+        ax.loglog(ns, np.exp(fit.intercept) * ns ** fit.slope, "-", color=line.get_color(), lw=1)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+
+
 @figure("moe-rates", paper=PAPER)
 def rate_figure(ctx: Context):
     """Median and IQR per n of each loss, with the OLS line, for every (expert, case)."""
@@ -124,27 +160,23 @@ def rate_figure(ctx: Context):
         fig, axes = plt.subplots(2, 3, figsize=(12, 7), sharex=True)
         for col, expert in enumerate(experts):
             for row, case in enumerate(("exact", "over")):
-                ax = axes[row, col]
-                table = ctx.load(case_study(expert, case, quick=ctx.quick))
-                for name, label in COLUMNS:
-                    vals = table[["n", name]].dropna()
-                    if vals.empty:
-                        continue
-                    g = vals.groupby("n")[name]
-                    ns = np.array(sorted(g.groups))
-                    med = g.median().loc[ns]
-                    q1, q3 = g.quantile(0.25).loc[ns], g.quantile(0.75).loc[ns]
-                    fit = loglog_slope(vals["n"], vals[name])
-                    line, = ax.loglog(ns, med, "o", ms=4,
-                                      label=f"{label}: slope {fit.slope:.2f} [{fit.ci_lo:.2f}, {fit.ci_hi:.2f}]")
-                    ax.fill_between(ns, q1, q3, color=line.get_color(), alpha=0.15)
-                    ax.loglog(ns, np.exp(fit.intercept) * ns ** fit.slope, "-",
-                              color=line.get_color(), lw=1)
-                ax.set_title(f"{expert}, {case}-fitted (k={'k*' if case == 'exact' else 'k*+1'})")
-                ax.legend(fontsize=7)
+                _panel(axes[row, col], ctx.load(case_study(expert, case, quick=ctx.quick)),
+                       f"{expert}, {case}-fitted (k={'k*' if case == 'exact' else 'k*+1'})")
                 if row == 1:
-                    ax.set_xlabel("n")
+                    axes[row, col].set_xlabel("n")
         fig.suptitle("MoE-LSE: convergence of the least-squares estimator "
                      "(median, IQR, OLS on all replicates)")
         fig.tight_layout()
         return savefig(fig, ctx.figdir / "moe-rates")
+
+
+@figure("moe-tail", paper=PAPER)
+def tail_figure(ctx: Context):
+    """The over-fitted sigmoid losses on n = 10^4 ... 10^6 (claims moe.tail.*)."""
+    import matplotlib.pyplot as plt
+    with style():
+        fig, ax = plt.subplots(figsize=(5.5, 4.2))
+        _panel(ax, ctx.load(tail_study(quick=ctx.quick)), "sigmoid, over-fitted (k = k*+1), tail")
+        ax.set_xlabel("n")
+        fig.tight_layout()
+        return savefig(fig, ctx.figdir / "moe-tail")

@@ -44,6 +44,10 @@ def log_grid(lo: float, hi: float, num: int) -> tuple[int, ...]:
 FULL_NS = log_grid(1e2, 1e5, 10)
 #: The quick (CI) grid: the same range on fewer sizes.
 QUICK_NS = log_grid(1e2, 1e4, 5)
+#: The tail grid: n from 10⁴ to 10⁶ (five sizes), past the pre-asymptotic range of the
+#: over-fitted sigmoid fits; its quick form keeps the range on three sizes.
+TAIL_NS = log_grid(1e4, 1e6, 5)
+QUICK_TAIL_NS = log_grid(1e4, 1e6, 3)
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,11 @@ def true_params(study: MoERateStudy) -> moe.MoEParams:
 
 #: The simulated cases: (expert family, exact|over).
 CASES = tuple((e, c) for e in ("sigmoid", "tanh", "linear") for c in ("exact", "over"))
+
+
+def tail_study(quick: bool = False) -> MoERateStudy:
+    """Over-fitted sigmoid experts on the tail grid, 20 replicates (``quick``: 3 of its sizes)."""
+    return case_study("sigmoid", "over").replace(ns=QUICK_TAIL_NS if quick else TAIL_NS, n_reps=20)
 
 
 def case_study(expert: str, case: str, quick: bool = False) -> MoERateStudy:
