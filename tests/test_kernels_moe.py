@@ -124,6 +124,27 @@ def test_normal_equations_pass_matches_the_jacobian(family, d, k):
     np.testing.assert_allclose(g, J.T @ r, rtol=1e-10, atol=1e-12 * np.abs(J.T @ r).max())
 
 
+@settings(deadline=None, max_examples=40)
+@given(st.sampled_from(FAMILIES), st.integers(1, 3), st.integers(1, 3),
+       st.sampled_from([1, 2, 127, 128, 129, 256, 300]), st.integers(0, 2 ** 31))
+def test_normal_pass_matches_the_jacobian_at_block_edges(family, d, k, n, seed):
+    # the vectorised pass works in blocks of 128 points: sizes below, at and across a block
+    # edge give the same S, J^T J and J^T r as the analytic Jacobian
+    rng = np.random.default_rng(seed)
+    deg = _degree(family)
+    params = _random_params(rng, k, d, family, scale=2.0)
+    X = rng.uniform(-3, 3, size=(n, d))
+    y = rng.normal(size=n)
+    theta = pack(params)
+    r, J = residuals_jacobian(theta, X, y, family, deg, k)
+    P = theta.size
+    A, g = np.empty((P, P)), np.empty(P)
+    S = _normal_core(X, y, theta, k, {"sigmoid": 0, "tanh": 1}.get(family, 2), deg, A, g)
+    assert S == pytest.approx(r @ r, rel=1e-12)
+    np.testing.assert_allclose(A, J.T @ J, rtol=1e-10, atol=1e-12 * max(np.abs(J.T @ J).max(), 1e-300))
+    np.testing.assert_allclose(g, J.T @ r, rtol=1e-10, atol=1e-12 * max(np.abs(J.T @ r).max(), 1e-300))
+
+
 def test_pack_unpack_round_trip_and_gauge():
     rng = np.random.default_rng(3)
     for family in FAMILIES:
