@@ -215,11 +215,9 @@ def main(argv=None):
           f"{'LSE objective vs lm':>20} {'vs trf':>12} {'to scipy LSE x lm':>18} {'x trf':>6} "
           f"{'reached':>8}")
     for n in ns:
-        runs, lse = [], []
-        for p in range(n_problems):
-            X, y, starts = make_problem(n, p)
-            runs.append(run_starts(X, y, starts))
-            lse.append(run_fit_lse(X, y, starts))
+        problems = [make_problem(n, p) for p in range(n_problems)]
+        runs = [run_starts(*prob) for prob in problems]
+        lse = [run_fit_lse(*prob) for prob in problems]
 
         obj = {s_: _flat(runs, s_, 0) for s_ in SOLVERS}
         sec = {s_: _flat(runs, s_, 1) for s_ in SOLVERS}
@@ -232,8 +230,8 @@ def main(argv=None):
             best = [min(r[m][0]) for r in runs]  # scipy's LSE: its best start per problem
             t_best = sum(sum(r[m][1]) for r in runs)
             gaps = [(b - o) / sigma2 for b, (o, _) in zip(best, lse, strict=True)]
-            ttt = [time_to_target(*make_problem(n, p)[:2], lse[p], best[p], np.random.default_rng([7, n, p]))
-                   for p in range(n_problems)]
+            ttt = [time_to_target(X, y, lse[p], best[p], np.random.default_rng([7, n, p]))
+                   for p, (X, y, _) in enumerate(problems)]
             row[m] = {
                 "per_start_ratio": sec[m].sum() / sec["ours"].sum(),
                 "per_start_verdicts": {w: v.count(w) for w in VERDICTS},

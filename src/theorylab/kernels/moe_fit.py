@@ -78,13 +78,13 @@ def _normal_core(X, y, theta, k, act, deg, A, g):
     g1 = (k - 1) * d
     e0 = g1 + k - 1
     B = _BLOCK
-    W = np.empty((m + 3 * k + P + 3, B))  # one allocation: the block's columns
+    W = np.empty((m + 3 * k + P + 4, B))  # one allocation: the block's columns
     Z = W[:m]
     E = W[m:m + k]
     H = W[m + k:m + 2 * k]
     HP = W[m + 2 * k:m + 3 * k]
     G = W[m + 3 * k:m + 3 * k + P]
-    mx, f, r = W[m + 3 * k + P], W[m + 3 * k + P + 1], W[m + 3 * k + P + 2]
+    mx, tot, f, r = W[m + 3 * k + P], W[m + 3 * k + P + 1], W[m + 3 * k + P + 2], W[m + 3 * k + P + 3]
     A[:, :] = 0.0
     g[:] = 0.0
     s = 0.0
@@ -112,19 +112,18 @@ def _normal_core(X, y, theta, k, act, deg, A, g):
                 mx[j] = max(mx[j], E[i, j])
         for j in range(nb):
             E[k - 1, j] = 0.0
+            tot[j] = 0.0
             f[j] = 0.0
         for i in range(k):  # log-sum-exp shift: finite for any finite logits
             for j in range(nb):
                 e = _exp(E[i, j] - mx[j])
                 E[i, j] = e
-                f[j] += e
+                tot[j] += e
         for j in range(nb):
-            f[j] = 1.0 / f[j]
+            tot[j] = 1.0 / tot[j]
         for i in range(k):
             for j in range(nb):
-                E[i, j] *= f[j]
-        for j in range(nb):
-            f[j] = 0.0
+                E[i, j] *= tot[j]
         for i in range(k):
             for j in range(nb):
                 H[i, j] = 0.0
