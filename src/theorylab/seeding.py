@@ -10,7 +10,7 @@ import hashlib
 
 import numpy as np
 
-__all__ = ["seed_for", "rng_for"]
+__all__ = ["seed_for", "rng_for", "torch_seed", "torch_generator"]
 
 
 def _key_int(key) -> int:
@@ -30,3 +30,14 @@ def seed_for(base_seed: int, *keys) -> int:
 def rng_for(base_seed: int, *keys) -> np.random.Generator:
     """``numpy.random.Generator`` seeded by :func:`seed_for`."""
     return np.random.default_rng(seed_for(base_seed, *keys))
+
+
+def torch_seed(base_seed: int, *keys) -> int:
+    """A seed for ``torch.manual_seed`` / ``torch.Generator``: :func:`seed_for` (63 bits)."""
+    return seed_for(base_seed, *keys)
+
+
+def torch_generator(base_seed: int, *keys):
+    """A CPU ``torch.Generator`` seeded by :func:`torch_seed` (torch imported lazily)."""
+    import torch
+    return torch.Generator().manual_seed(torch_seed(base_seed, *keys))

@@ -28,10 +28,44 @@ class ToyStudy(Study):
     def units(self):
         return [{"n": n, "rep": r} for n in self.ns for r in range(self.n_reps)]
 
-    def run_unit(self, unit):
+    def run_unit(self, unit, ctx=None):
         time.sleep(self.sleep)
         x = rng_for(self.seed, unit["n"], unit["rep"]).standard_normal(unit["n"])
         return {"mean": float(x.mean()), "pid": os.getpid()}
 
     def quick(self):
         return self.replace(ns=(10,), n_reps=2)
+
+
+@dataclass(frozen=True)
+class StagedToyStudy(Study):
+    """A two-stage toy: every unit needs the stage ``base`` (a tensor bundle, built once per
+    config of ``dim`` and ``seed``; each build appends a line to ``log``), and returns long
+    records (one per coordinate of base · rep)."""
+
+    name = "_staged_toy"
+    dim: int = 3
+    n_reps: int = 4
+    offset: float = 0.0        # not a dependency of the stage: changing it reuses ``base``
+    sleep: float = 0.0
+    log: str = ""
+    seed: int = 0
+
+    def units(self):
+        return [{"rep": r} for r in range(self.n_reps)]
+
+    def build_base(self):
+        import torch
+        if self.log:
+            with open(self.log, "a") as fh:
+                fh.write(f"{os.getpid()}\n")
+        time.sleep(self.sleep)
+        x = rng_for(self.seed, "base").standard_normal(self.dim)
+        return {"x": torch.from_numpy(x), "note": "base", "n": self.dim}
+
+    def run_unit(self, unit, ctx=None):
+        from theorylab.study import memory_context
+        base = memory_context(self, ctx).artifact("base", 0, self.build_base,
+                                                  depends_on=("dim", "seed", "log"))
+        return [{"coord": i, "value": float(base["x"][i]) * unit["rep"] + self.offset}
+                for i in range(base["n"])]

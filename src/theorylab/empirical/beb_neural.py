@@ -113,7 +113,7 @@ class NeuralBEBStudy(Study):
             toks = torch.cat([toks, nxt], 1)
         return toks
 
-    def run_unit(self, unit):
+    def run_unit(self, unit, ctx=None):
         # a model this small runs fastest on one CPU thread (intra-op threading costs more than it
         # saves; measured 5x slower with 2 threads on a busy 2-core machine)
         threads = torch.get_num_threads()

@@ -142,7 +142,7 @@ class BoundStudy(Study):
     def quick(self):
         return self.replace(n_models=40, max_len=60)
 
-    def run_unit(self, unit):
+    def run_unit(self, unit, ctx=None):
         rng = rng_for(self.seed, "bounds", unit["model"])
         model = draw_pair(rng)
         dec = decompose(model, rng, n_samples=300)
@@ -256,7 +256,7 @@ class SigmoidStudy(Study):
         return FiniteStateMixture.markov([alpha, 1 - alpha], [im, rows_p[0]],
                                          [Am, rows_p[1:]], base.scores, [True, False])
 
-    def run_unit(self, unit):
+    def run_unit(self, unit, ctx=None):
         alpha = math.exp(-unit["log_inv_alpha"])
         model = self.model(alpha)
         rng = rng_for(self.seed, "sigmoid", unit["log_inv_alpha"], unit["rep"])
@@ -332,7 +332,7 @@ class LengthStudy(Study):
         model = draw_pair(rng)
         return model, decompose(model, rng, n_samples=1000)
 
-    def run_unit(self, unit):
+    def run_unit(self, unit, ctx=None):
         model, dec = self._model(unit["model"])
         rng = rng_for(self.seed, "lengths", unit["theorem"], unit["model"])
         base = dict(alpha=model.alpha, gamma=dec.gamma, beta_def=dec.beta_def,
@@ -475,7 +475,7 @@ class BetaBiasStudy(Study):
     def quick(self):
         return self.replace(n_models=20, n_samples=600)
 
-    def run_unit(self, unit):
+    def run_unit(self, unit, ctx=None):
         rng = rng_for(self.seed, "beta-bias", unit["model"])
         model = draw_pair(rng)
         dec = decompose(model, rng, n_samples=self.n_samples)
@@ -573,7 +573,7 @@ class RLHFStudy(Study):
     def quick(self):
         return self.replace(n_models=4)
 
-    def run_unit(self, unit):
+    def run_unit(self, unit, ctx=None):
         rng = rng_for(self.seed, "rlhf-model", unit["model"])
         base = random_markov_pair(rng, n_sentences=8, alpha=0.05, tilt=1.5)
         model = base if unit["beta_rl"] == 0 else rlhf_tilt(base, unit["beta_rl"], self.horizon)

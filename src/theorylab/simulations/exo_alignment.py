@@ -157,7 +157,7 @@ class GradientEquivalenceStudy(Study):
         return [{"n_actions": n, "K": k, "prompt": p}
                 for n in self.n_actions for k in self.ks for p in range(self.n_prompts)]
 
-    def run_unit(self, unit: dict) -> dict:
+    def run_unit(self, unit: dict, ctx=None) -> dict:
         n, k, prompt = unit["n_actions"], unit["K"], unit["prompt"]
         # the same problem for every K (paired comparison across K)
         theta, lps, r = tabular_problem(_gen(self.seed, "problem", n, prompt), n, self.sft_scale,
@@ -298,7 +298,7 @@ class ModeSeekingStudy(Study):
             opt.step()
         return p.detach()
 
-    def run_unit(self, unit: dict) -> dict:
+    def run_unit(self, unit: dict, ctx=None) -> dict:
         y, lps, r = self.problem()
         method = unit["method"]
         with single_thread():

@@ -147,7 +147,7 @@ class MoERateStudy(Study):
         rng = rng_for(self.seed, "eval")
         return rng.uniform(-self.x_bound, self.x_bound, size=(self.n_eval, self.d))
 
-    def run_unit(self, unit: dict) -> dict:
+    def run_unit(self, unit: dict, ctx=None) -> dict:
         n, rep = unit["n"], unit["rep"]
         X, y = self.sample(n, rep)
         true = self.true_params()
