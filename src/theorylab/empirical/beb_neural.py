@@ -34,7 +34,7 @@ import torch
 
 from theorylab.empirical.lm import TinyLM
 from theorylab.empirical.train import TrainConfig, train
-from theorylab.seeding import rng_for, seed_for
+from theorylab.seeding import rng_for, torch_generator, torch_seed
 from theorylab.simulations.beb_prompting import SigmoidStudy, beta_stationary
 from theorylab.study import Study
 from theorylab.validation import check_int, check_real
@@ -53,6 +53,7 @@ class NeuralBEBStudy(Study):
     """Neural LM vs its exact generating mixture (one unit = one seed: corpus, training, measures)."""
 
     name: ClassVar[str] = "beb-neural"
+    version: ClassVar[int] = 2  # 2: training seeded with the full 63-bit torch_seed (was % 2**31)
     n_reps: int = 3
     log_inv_alpha: float = 2.0     # alpha = e^-2 ~ 0.14: enough P- text to learn it from
     rho: float = 0.5               # P+ puts mass rho on bad sentences (lower beta: longer curve)
@@ -131,10 +132,10 @@ class NeuralBEBStudy(Study):
         corpus = self._docs(model, rng, self.n_docs, None)
         minus_docs = self._docs(model, rng, self.n_persona_docs, True)
         plus_docs = self._docs(model, rng, self.n_persona_docs, False)
-        torch.manual_seed(seed_for(self.seed, "neural-init", rep))
+        torch.manual_seed(torch_seed(self.seed, "neural-init", rep))
         lm = TinyLM(S + 1, d_model=self.d_model, n_layers=2, n_heads=4, max_len=self.doc_len + 1)
         cfg = TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=64, device=self.device,
-                          seed=seed_for(self.seed, "neural-train", rep) % 2**31)
+                          seed=torch_seed(self.seed, "neural-train", rep))
         res = train(lm, _lm_loss, corpus, cfg)
         ft = TrainConfig(epochs=self.ft_epochs, lr=self.ft_lr, batch_size=32, device=self.device,
                          seed=cfg.seed + 1)
@@ -144,7 +145,7 @@ class NeuralBEBStudy(Study):
         for m in (lm, lm_m, lm_p):
             m.eval()
 
-        gen = torch.Generator().manual_seed(seed_for(self.seed, "neural-sample", rep) % 2**63)
+        gen = torch_generator(self.seed, "neural-sample", rep)
         prompts = self._sample_prompts(lm_m, gen, self.n_prompts, S)  # (N, 1 + n_prompt)
         lp_full, lp_m, lp_p = (self._next_logp(m, prompts) for m in (lm, lm_m, lm_p))
         p_m = lp_m.exp()

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from theorylab.kernels import exo as kx
-from theorylab.seeding import seed_for
+from theorylab.seeding import torch_generator
 from theorylab.study import Study
 from theorylab.validation import check_choice, check_int, check_real
 
@@ -38,10 +38,6 @@ __all__ = ["single_thread", "GradientEquivalenceStudy", "ModeSeekingStudy", "tab
            "line_problem", "gaussian_policy", "METHODS"]
 
 DT = torch.float64
-
-
-def _gen(*keys) -> torch.Generator:
-    return torch.Generator().manual_seed(seed_for(*keys) % (2 ** 63))
 
 
 @contextmanager
@@ -160,14 +156,14 @@ class GradientEquivalenceStudy(Study):
     def run_unit(self, unit: dict) -> dict:
         n, k, prompt = unit["n_actions"], unit["K"], unit["prompt"]
         # the same problem for every K (paired comparison across K)
-        theta, lps, r = tabular_problem(_gen(self.seed, "problem", n, prompt), n, self.sft_scale,
+        theta, lps, r = tabular_problem(torch_generator(self.seed, "problem", n, prompt), n, self.sft_scale,
                                         self.reward_scale, self.theta_scale)
         budget = max(self.sample_budget, self.budget_per_action * n)
         m = max(self.min_draws, budget // k)
         m += m % 2
         with single_thread():
             return gradient_row(theta, lps, r, k, m, self.beta_pi, self.beta_r,
-                                _gen(self.seed, "draws", n, k, prompt))
+                                torch_generator(self.seed, "draws", n, k, prompt))
 
     def quick(self) -> GradientEquivalenceStudy:
         return self.replace(n_actions=(50, 1000), ks=(2, 8, 64, 4096), n_prompts=5,
@@ -281,7 +277,7 @@ class ModeSeekingStudy(Study):
         return best[1]
 
     def _fit_stochastic(self, method, rep, y, lps, r):
-        gen = _gen(self.seed, "mode", method, rep)
+        gen = torch_generator(self.seed, "mode", method, rep)
         init = torch.tensor([0.0, math.log(self.sft_sd)], dtype=DT)
         init = init + self.init_jitter * torch.randn(2, generator=gen, dtype=DT)
         p = init.clone().requires_grad_(True)
