@@ -5,7 +5,9 @@ paper's setting). ``units()`` lists the units of work (small JSON-able dicts suc
 ``{"n": 1000, "rep": 3}``); ``run_unit(unit)`` computes one table row deterministically (seeded
 from the unit). The store keys each row by ``(name, config_hash(), unit_key(unit))``, so a rerun
 with the same config skips finished units. ``quick()`` gives the small form that CI runs: fewer
-sizes and replications, never looser criteria.
+sizes and replications, never looser criteria. Each study declares its fields' rules once in
+``constraints`` (:mod:`theorylab.constraints`), checked at construction; ``check()`` holds the
+rules that involve several fields.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import json
 from typing import Any, ClassVar
 
+from theorylab.constraints import Constrained
 from theorylab.errors import ConfigError
 
 __all__ = ["Study", "STUDIES", "config_dict", "config_hash", "unit_key", "from_dict"]
@@ -71,8 +74,9 @@ def from_dict(cls: type[Study], values: dict[str, Any]) -> Study:
 
 
 @dataclasses.dataclass(frozen=True)
-class Study:
-    """Base class of every study (subclass as a frozen dataclass and set ``name``)."""
+class Study(Constrained):
+    """Base class of every study (subclass as a frozen dataclass, set ``name``, declare
+    ``constraints`` for every field; cross-field rules go in ``check()``)."""
 
     name: ClassVar[str] = "study"
     #: Version of what ``run_unit`` computes: part of the config hash (bump on change).
