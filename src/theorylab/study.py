@@ -9,7 +9,9 @@ e.g. one per (method, fraction) or (round, strategy)). The store keys each unit 
 Expensive earlier stages (a pretrained model, a generated data set) come from
 ``ctx.artifact(stage, key, build)`` (:mod:`theorylab.artifacts`): built once, stored beside the
 results, reused by every worker and rerun. ``quick()`` gives the small form that CI runs: fewer
-sizes and replications, never looser criteria.
+sizes and replications, never looser criteria. Each study declares its fields' rules once in
+``constraints`` (:mod:`theorylab.constraints`), checked at construction; ``check()`` holds the
+rules that involve several fields.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from theorylab.constraints import Constrained
 from theorylab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -81,8 +84,9 @@ def from_dict(cls: type[Study], values: dict[str, Any]) -> Study:
 
 
 @dataclasses.dataclass(frozen=True)
-class Study:
-    """Base class of every study (subclass as a frozen dataclass and set ``name``)."""
+class Study(Constrained):
+    """Base class of every study (subclass as a frozen dataclass, set ``name``, declare
+    ``constraints`` for every field; cross-field rules go in ``check()``)."""
 
     name: ClassVar[str] = "study"
     #: Version of what ``run_unit`` computes: part of the config hash (bump on change).

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
+from theorylab.constraints import NONNEGATIVE, SEED, Int, Tuple
 from theorylab.seeding import rng_for
 from theorylab.study import Study
-from theorylab.validation import check_int, check_real
 
 
 @dataclass(frozen=True)
@@ -21,9 +22,8 @@ class ToyStudy(Study):
     sleep: float = 0.0
     seed: int = 0
 
-    def __post_init__(self):
-        check_int("ToyStudy", "n_reps", self.n_reps, lo=1)
-        check_real("ToyStudy", "sleep", self.sleep, lo=0)
+    constraints: ClassVar = {"ns": Tuple(Int(1, 10**6), max_len=100), "n_reps": Int(1, 1000),
+                             "sleep": NONNEGATIVE, "seed": SEED}
 
     def units(self):
         return [{"n": n, "rep": r} for n in self.ns for r in range(self.n_reps)]

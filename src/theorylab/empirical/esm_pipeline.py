@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from theorylab.constraints import POSITIVE, SEED, Choice, Device, Int, Real, Tuple
 from theorylab.empirical.data.proteins import SHIPPED_SETS, cluster_split, load_shipped
 from theorylab.empirical.esm_model import (
     ESM_SHAPES,
@@ -48,10 +49,9 @@ from theorylab.empirical.esm_neurons import (
     select_random,
     select_top,
 )
-from theorylab.errors import ConfigError
 from theorylab.seeding import rng_for, seed_for, torch_generator, torch_seed
 from theorylab.study import Study, memory_context, records
-from theorylab.validation import check_choice, check_int, check_real
+from theorylab.validation import check_choice
 
 if TYPE_CHECKING:
     from theorylab.artifacts import UnitContext
@@ -138,30 +138,27 @@ class EsmNeuronsStudy(Study):
     device: str = "auto"
     seed: int = 0
 
-    def __post_init__(self):
-        o = type(self).__name__
-        check_choice(o, "task", self.task, TASKS)
-        check_choice(o, "size", self.size, tuple(ESM_SHAPES))
-        check_int(o, "max_len", self.max_len, lo=8)
-        for f in ("n_pretrain", "pretrain_epochs", "finetune_epochs", "batch_size", "patience",
-                  "ig_steps", "n_reps"):
-            check_int(o, f, getattr(self, f), lo=1)
-        check_int(o, "n_task", self.n_task, lo=20)
-        check_int(o, "n_attr", self.n_attr, lo=2)
-        check_int(o, "n_random", self.n_random, lo=2)
-        check_real(o, "pretrain_lr", self.pretrain_lr, lo=0, lo_open=True)
-        check_real(o, "finetune_lr", self.finetune_lr, lo=0, lo_open=True)
-        if not self.fractions:
-            raise ConfigError(f"'fractions' of {o} must be non-empty. Got ().")
-        for f in self.fractions:
-            check_real(o, "fractions", f, lo=0, hi=1, lo_open=True)
-        if not self.resets:
-            raise ConfigError(f"'resets' of {o} must be non-empty. Got ().")
-        for r in self.resets:
-            check_choice(o, "resets", r, RESETS)
-        check_int(o, "seed", self.seed, lo=0)
-        if not isinstance(self.device, str):
-            raise ConfigError(f"'device' of {o} must be a string. Got {self.device!r}.")
+    constraints: ClassVar = {
+        "task": Choice(TASKS),
+        "size": Choice(tuple(ESM_SHAPES)),
+        "max_len": Int(8, 1024),             # attention is batch x heads x max_len^2 floats
+        "n_pretrain": Int(1, 100_000),       # held as token tensors (n x max_len int64)
+        "pretrain_epochs": Int(1, 1000),
+        "pretrain_lr": POSITIVE,
+        "n_task": Int(20, 100_000),
+        "finetune_epochs": Int(1, 1000),
+        "finetune_lr": POSITIVE,
+        "batch_size": Int(1, 4096),
+        "patience": Int(1, 1000),
+        "n_attr": Int(2, 10_000),
+        "ig_steps": Int(1, 1000),            # IG runs a batch of ig_steps scaled activations
+        "fractions": Tuple(Real(0, 1, lo_open=True), max_len=100),
+        "n_random": Int(2, 1000),
+        "resets": Tuple(Choice(RESETS), max_len=len(RESETS)),
+        "n_reps": Int(1, 100),
+        "device": Device(),
+        "seed": SEED,
+    }
 
     def quick(self) -> EsmNeuronsStudy:
         """CI form: tiny model, short sequences, fewer data; same fractions, seeds and tests."""

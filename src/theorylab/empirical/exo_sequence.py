@@ -41,12 +41,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from theorylab.constraints import POSITIVE, SEED, UNIT, Choice, Int, Real, Tuple
 from theorylab.errors import ConfigError
 from theorylab.kernels import exo as kx
 from theorylab.seeding import rng_for, torch_generator, torch_seed
 from theorylab.simulations.exo_alignment import single_thread
 from theorylab.study import Study, memory_context
-from theorylab.validation import check_choice, check_int, check_real
 
 if TYPE_CHECKING:
     from theorylab.artifacts import UnitContext
@@ -163,28 +163,36 @@ class SequenceAlignmentStudy(Study):
     n_eval: int = 512
     base_seed: int = 0
 
-    def __post_init__(self):
-        own = type(self).__name__
-        for m in self.methods:
-            check_choice(own, "methods", m, SEQ_METHODS)
-        if not self.betas or not self.seeds:
-            check_int(own, "len(betas)" if not self.betas else "len(seeds)", 0, lo=1)
-        for b in self.betas:
-            check_real(own, "betas", b, lo=0, lo_open=True)
-        for s in self.seeds:
-            check_int(own, "seeds", s, lo=0)
-        for f in ("n_pos", "n_neg", "n_neutral", "prompt_len", "completion_len", "n_sft_docs",
-                  "sft_epochs", "n_prompts", "align_epochs", "batch_size", "n_eval"):
-            check_int(own, f, getattr(self, f), lo=1)
-        check_int(own, "d_model", self.d_model, lo=4)
+    constraints: ClassVar = {
+        "methods": Tuple(Choice(SEQ_METHODS), max_len=len(SEQ_METHODS)),
+        "betas": Tuple(POSITIVE, max_len=100),
+        "seeds": Tuple(SEED, max_len=100),
+        "n_pos": Int(1, 1000),               # vocabulary = 1 + n_pos + n_neg + n_neutral
+        "n_neg": Int(1, 1000),
+        "n_neutral": Int(1, 1000),
+        "p_sentiment": UNIT,
+        # documents of 1 + prompt_len + completion_len tokens: attention is batch x 4 heads x T^2
+        "prompt_len": Int(1, 256),
+        "completion_len": Int(1, 256),
+        "reward_gain": POSITIVE,
+        "n_sft_docs": Int(1, 100_000),       # n x T int64 tokens: 10^5 x 513 x 8 B = 410 MB
+        "sft_epochs": Int(1, 1000),
+        "d_model": Int(4, 1024),             # 4 heads: a multiple of 4 (check())
+        "n_prompts": Int(1, 100_000),
+        "K": Int(2, 1024),                   # n_prompts x K sampled completions
+        "beta_r": POSITIVE,
+        "eps": Real(0, 0.5, lo_open=True, hi_open=True),
+        "align_epochs": Int(1, 1000),
+        "align_lr": POSITIVE,
+        "batch_size": Int(1, 4096),
+        "n_eval": Int(1, 100_000),
+        "base_seed": SEED,
+    }
+
+    def check(self):
         if self.d_model % 4:
-            raise ConfigError(f"'d_model' of {own} must be a multiple of 4 (the heads). "
-                              f"Got {self.d_model}.")
-        check_int(own, "K", self.K, lo=2)
-        check_real(own, "p_sentiment", self.p_sentiment, lo=0, hi=1)
-        for f in ("reward_gain", "beta_r", "align_lr"):
-            check_real(own, f, getattr(self, f), lo=0, lo_open=True)
-        check_real(own, "eps", self.eps, lo=0, hi=0.5, lo_open=True, hi_open=True)
+            raise ConfigError(f"'d_model' of {type(self).__name__} must be a multiple of 4 "
+                              f"(the heads). Got {self.d_model}.")
 
     @property
     def vocab_size(self) -> int:

@@ -13,14 +13,23 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from theorylab.constraints import (
+    NONNEGATIVE,
+    POSITIVE,
+    Bool,
+    Constrained,
+    Device,
+    Int,
+    Optional,
+    Str,
+)
 from theorylab.errors import ConfigError, InputError
-from theorylab.validation import check_int, check_real
 
 __all__ = ["TrainConfig", "TrainResult", "pick_device", "train", "seed_everything"]
 
@@ -43,7 +52,7 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Constrained):
     """Training hyper-parameters (defaults suit the small models trained here)."""
 
     epochs: int = 10
@@ -60,18 +69,21 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     shuffle: bool = True
 
-    def __post_init__(self):
-        o = "TrainConfig"
-        check_int(o, "epochs", self.epochs, lo=1)
-        check_real(o, "lr", self.lr, lo=0, lo_open=True)
-        check_int(o, "batch_size", self.batch_size, lo=1)
-        check_real(o, "weight_decay", self.weight_decay, lo=0)
-        if self.patience is not None:
-            check_int(o, "patience", self.patience, lo=1)
-        if self.max_steps is not None:
-            check_int(o, "max_steps", self.max_steps, lo=1)
-        if self.grad_clip is not None:
-            check_real(o, "grad_clip", self.grad_clip, lo=0, lo_open=True)
+    constraints: ClassVar = {
+        "epochs": Int(1, 100_000),
+        "lr": POSITIVE,
+        "batch_size": Int(1, 1 << 20),        # one batch is held on the device
+        "weight_decay": NONNEGATIVE,
+        "device": Device(),
+        "amp": Bool(),
+        "patience": Optional(Int(1, 100_000)),
+        "checkpoint": Optional(Str()),
+        "seed": Int(0, 2**64 - 1),           # torch.manual_seed takes [0, 2^64) (+1 of a torch_seed)
+        "progress": Bool(),
+        "max_steps": Optional(Int(1, 10**12)),
+        "grad_clip": Optional(POSITIVE),
+        "shuffle": Bool(),
+    }
 
 
 @dataclass
