@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
-from theorylab.constraints import NONNEGATIVE, SEED, Int, Tuple
+from theorylab.constraints import NONNEGATIVE, SEED, Int, Real, Str, Tuple
 from theorylab.seeding import rng_for
 from theorylab.study import Study
 
@@ -50,6 +50,9 @@ class StagedToyStudy(Study):
     sleep: float = 0.0
     log: str = ""
     seed: int = 0
+
+    constraints: ClassVar = {"dim": Int(1, 100), "n_reps": Int(1, 1000), "offset": Real(),
+                             "sleep": NONNEGATIVE, "log": Str(), "seed": SEED}
 
     def units(self):
         return [{"rep": r} for r in range(self.n_reps)]
