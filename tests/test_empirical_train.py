@@ -230,3 +230,15 @@ def test_ddp_nan_on_one_rank_raises_on_every_rank_without_hanging():
                                                     r"nan at step 3 \(epoch 1 of 3\)"):
         launch(nan_on_rank1, 2, timeout_s=60)
     assert time.perf_counter() - t0 < 60
+
+
+def test_launch_rejects_bad_arguments_before_spawning():
+    with pytest.raises(ConfigError, match=r"^'world_size' must be an int >= 1. Got 0.$"):
+        launch(nan_on_rank1, 0)
+    with pytest.raises(ConfigError, match="'device' of launch must be 'auto', 'cpu' or 'cuda'"):
+        launch(nan_on_rank1, 2, device="tpu")
+    with pytest.raises(ConfigError, match="'timeout_s' must be a finite real > 0"):
+        launch(nan_on_rank1, 2, timeout_s=0)
+    n_gpu = torch.cuda.device_count()
+    with pytest.raises(ConfigError, match=f"one GPU per rank: world_size {n_gpu + 1}, GPUs"):
+        launch(nan_on_rank1, n_gpu + 1, device="cuda")

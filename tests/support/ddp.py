@@ -21,11 +21,27 @@ def mse(m, b):
     return ((m(x).squeeze(-1) - y) ** 2).mean()
 
 
-def fit(n=32, batch_size=8, epochs=3, seed=0, val_rank_offset=0.0, loss_fn=mse, lr=3e-2, **kw):
+class _Mixed(torch.nn.Module):
+    """A frozen float32 layer, a float64 head, and a parameter no loss uses (its grad stays
+    None, so AdamW's weight decay must leave it alone)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Linear(4, 8).requires_grad_(False)
+        self.head = torch.nn.Linear(8, 1).double()
+        self.unused = torch.nn.Parameter(torch.ones(3))
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.body(x)).double()).float()
+
+
+def fit(n=32, batch_size=8, epochs=3, seed=0, val_rank_offset=0.0, loss_fn=mse, lr=3e-2,
+        mixed=False, **kw):
     """Train a fresh 4-8-1 MLP (same init for every caller) on ``data(n)``; return it and the
     result. ``val_fn`` is minus a validation MSE, plus ``val_rank_offset`` × rank."""
     torch.manual_seed(123)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    model = _Mixed() if mixed else torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
     val = data(16, seed=8).tensors
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
 
@@ -45,11 +61,13 @@ def summary(model, res) -> dict:
 
 
 # (name, fit kwargs): an even split; global batch 5 over 2 ranks with a last batch of 1 (so
-# rank 1's share is empty) and early stopping on a maximised score; no shuffle, no clipping.
+# rank 1's share is empty) and early stopping on a maximised score; no shuffle, no clipping;
+# two dtypes, a frozen layer and an unused parameter under weight decay.
 SCENARIOS = {
     "even": dict(n=32, batch_size=8, epochs=3),
     "uneven": dict(n=21, batch_size=5, epochs=4, val_mode="max", patience=1, seed=3),
     "plain": dict(n=24, batch_size=6, epochs=2, shuffle=False, grad_clip=None),
+    "mixed": dict(n=20, batch_size=7, epochs=2, mixed=True, weight_decay=0.1),
 }
 
 

@@ -25,7 +25,7 @@ import torch.distributed as dist
 
 from theorylab import errors
 from theorylab.errors import ConfigError, TheorylabError
-from theorylab.validation import check_int
+from theorylab.validation import check_int, check_real
 
 __all__ = ["launch", "free_port", "backend_for", "rank_and_world", "shard_bounds"]
 
@@ -82,9 +82,9 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, device: str = "c
            timeout_s: float = 300.0) -> list[Any]:
     """Run ``fn(rank, world_size, *args)`` in ``world_size`` local processes; return the values.
 
-    ``fn`` must be a module-level function (it is pickled by name) and return what
-    ``torch.load(..., weights_only=True)`` reads back: tensors, numbers, strings, and lists,
-    tuples and dicts of them. ``device`` ``"cpu"`` uses gloo, ``"cuda"`` nccl with rank r on GPU r
+    ``fn`` must be a module-level function (pickled by name; ``args`` by value) and return
+    what ``torch.load(..., weights_only=True)`` reads back: tensors, numbers, strings, and
+    lists, tuples and dicts of them. ``device`` ``"cpu"`` uses gloo, ``"cuda"`` nccl with rank r on GPU r
     (``"auto"``: CUDA when there are ``world_size`` GPUs). A collective waiting longer than
     ``timeout_s`` (a rank died) fails.
     """
@@ -92,6 +92,7 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, device: str = "c
     from torch.multiprocessing.spawn import ProcessException
 
     world = check_int(None, "world_size", world_size, lo=1)
+    check_real(None, "timeout_s", timeout_s, lo=0, lo_open=True)
     if device == "auto":
         device = "cuda" if torch.cuda.device_count() >= world else "cpu"
     if device not in ("cpu", "cuda"):

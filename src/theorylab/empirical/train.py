@@ -159,7 +159,11 @@ class _DataParallel:
 
     def __init__(self, model: torch.nn.Module, rank: int, world: int, device: torch.device):
         self.rank, self.world, self.device = rank, world, device
-        self.comm = device if dist.get_backend() == "nccl" else torch.device("cpu")
+        nccl = dist.get_backend() == "nccl"
+        if nccl and device.type != "cuda":
+            raise ConfigError(f"the nccl backend needs the model on CUDA, not {device}; start "
+                              "the ranks with the gloo backend (launch(..., device='cpu')).")
+        self.comm = device if nccl else torch.device("cpu")
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.groups: dict[torch.dtype, list[int]] = defaultdict(list)
         for i, p in enumerate(self.params):
