@@ -14,6 +14,7 @@ Sharding (:func:`shard_bounds`): the global batch of b examples is cut into P co
 
 from __future__ import annotations
 
+import os
 import socket
 import tempfile
 from collections.abc import Callable
@@ -65,6 +66,8 @@ def _worker(rank: int, fn: Callable, world: int, port: int, backend: str, outdir
 
     if backend == "nccl":
         torch.cuda.set_device(rank)
+    else:  # P CPU ranks share the cores instead of each taking all of them
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=world, timeout=timedelta(seconds=timeout_s))
     try:
