@@ -116,7 +116,7 @@ def test_sigkill_during_an_artifact_write_leaves_no_artifact_and_a_rerun_builds_
     proc.wait(timeout=10)
     arts = ArtifactStore(db)
     folder = arts.path_for(study, "base", 0).parent
-    assert [p.name.startswith(".tmp-") for p in folder.glob("*.pt*")] == [True]
+    assert [p.name.endswith(".tmp") for p in folder.glob("*.pt*")] == [True]
     assert arts.find(study, "base", 0) is None             # the half-written file is never read
     built = UnitContext(study, db).artifact("base", 0, study.build_base)  # the lock was released
     assert built["x"].tolist() == study.build_base()["x"].tolist()

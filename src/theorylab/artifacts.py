@@ -14,8 +14,8 @@ Guarantees
 ----------
 * **Atomic.** The object is written to a temporary file in the same folder, flushed, fsync'ed and
   renamed over the final name (``os.replace``), so a reader sees the old state or the new one,
-  never half a file; a ``kill -9`` during the write leaves only an ignored ``.tmp-*`` file
-  (``theorylab store prune`` removes those).
+  never half a file (:mod:`theorylab.atomic`); a ``kill -9`` during the write leaves only an
+  ignored hidden ``.<name>.*.tmp`` file (``theorylab store prune`` removes those).
 * **Built once.** An exclusive ``fcntl`` lock per artifact: a second worker asking for the same
   artifact waits for the first and loads its result. A builder that dies releases the lock.
 * **Safe loading.** Tensors, dicts, lists, tuples, numbers and strings go through
@@ -34,12 +34,12 @@ import json
 import os
 import re
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from theorylab.atomic import atomic_write
 from theorylab.errors import ConfigError, StoreError
 
 __all__ = ["ArtifactStore", "UnitContext", "FORMATS", "scope_hash"]
@@ -133,7 +133,7 @@ class ArtifactStore:
             obj = build()
             fmt = _format_of(obj)
             path = self.path_for(study, stage, key, depends_on, fmt)
-            _atomic_write(obj, fmt, path)
+            atomic_write(path, lambda fh: _write(obj, fmt, fh))
             try:
                 loaded = _read(path, fmt)
             except Exception as exc:  # noqa: BLE001 - an object weights_only cannot load back
@@ -163,20 +163,6 @@ def _locked(path: Path):
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _atomic_write(obj: Any, fmt: str, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            _write(obj, fmt, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class UnitContext:

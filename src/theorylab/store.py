@@ -267,7 +267,7 @@ class Store:
             counts["artifacts"] += 1
             counts["bytes"] += int(size or 0)
         if self.artifact_root.exists():
-            for tmp in self.artifact_root.rglob(".tmp-*"):
+            for tmp in self.artifact_root.rglob(".*.tmp"):  # interrupted atomic writes
                 tmp.unlink(missing_ok=True)
                 counts["temp_files"] += 1
             for folder in sorted(self.artifact_root.rglob("*"), reverse=True):
