@@ -75,8 +75,8 @@ def test_val_mode_and_distributed_are_validated():
     with pytest.raises(ConfigError, match=r"^'val_mode' of TrainConfig must be one of 'min', "
                                           r"'max'. Got 'maximise'.$"):
         TrainConfig(val_mode="maximise")
-    with pytest.raises(ConfigError, match="'distributed' of TrainConfig must be None, True or "
-                                          "False. Got 1."):
+    with pytest.raises(ConfigError, match=r"'distributed' of TrainConfig must be a bool \(true "
+                                          r"or false\). Got 1."):
         TrainConfig(distributed=1)
     with pytest.raises(ConfigError, match="torch.distributed is not initialised"):
         fit(distributed=True)
