@@ -8,36 +8,73 @@ Executors
 ---------
 ``"process"`` (default)
     ``concurrent.futures.ProcessPoolExecutor`` with the *spawn* start method (safe beside torch and
-    numba threads), ``n_workers`` processes (default: all cores), one compute thread each.
+    numba threads), ``n_workers`` processes (default: all cores), one compute thread each. A
+    worker exits when the parent dies, also by ``kill -9`` (no orphaned workers).
 ``"serial"``
     In the calling process (for debugging and tiny studies).
 ``"dask"``
-    A ``distributed.Client`` connected to ``dask_address`` (``"local"`` starts a ``LocalCluster``).
+    A ``distributed.Client`` connected to ``dask_address`` (``"local"`` starts a ``LocalCluster``);
+    a scheduler that does not answer within ``dask_timeout`` seconds is a one-line error.
+
+Progress bars are drawn on a terminal only (never ``\r`` frames into a pipe or a log file).
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-import pandas as pd
-from tqdm.auto import tqdm
+from typing import TYPE_CHECKING
 
 from theorylab.artifacts import UnitContext
 from theorylab.errors import ConfigError
-from theorylab.store import Store
 from theorylab.study import Study, unit_key
+
+if TYPE_CHECKING:  # kept light: the CLI reads EXECUTORS before it knows what it will run
+    import pandas as pd
+
+    from theorylab.store import Store
 
 __all__ = ["Sweeper", "run_unit_timed", "EXECUTORS"]
 
+#: The executor names (the CLI's ``--executor`` choices).
 EXECUTORS = ("process", "serial", "dask")
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
-def _init_worker() -> None:
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent_pid: int, pdeathsig: bool) -> None:
+    """Exit when the process ``parent_pid`` dies, even by SIGKILL (no orphaned pool workers).
+
+    Linux: the kernel sends SIGKILL on the parent's death (``prctl(PR_SET_PDEATHSIG)``; immediate,
+    even inside a long C call). The signal fires when the *thread* that started the worker ends,
+    so it is used only for pools started from the main thread. Everywhere: a daemon thread polls
+    ``getppid()`` each second (the fallback, and the race where the parent died before prctl).
+    """
+    if pdeathsig and sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    threading.Thread(target=watch, name="theorylab-parent-watch", daemon=True).start()
+
+
+def _init_worker(parent_pid: int | None = None, pdeathsig: bool = False) -> None:
     # One compute thread per worker: the pool itself uses the cores. The environment variables
     # reach libraries imported from now on; torch may already be imported (spawn re-imports the
     # parent's main module before the initializer runs), so set its thread count directly.
@@ -45,6 +82,8 @@ def _init_worker() -> None:
         os.environ[var] = "1"
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
+    if parent_pid is not None:
+        _die_with_parent(parent_pid, pdeathsig)
 
 
 def run_unit_timed(study: Study, unit: dict, ctx: UnitContext | None = None
@@ -59,7 +98,8 @@ class Sweeper:
     """Runs studies' pending units and commits each result to ``store`` as it finishes."""
 
     def __init__(self, store: Store, executor: str = "process", n_workers: int | None = None,
-                 dask_address: str | None = None, progress: bool = True):
+                 dask_address: str | None = None, progress: bool = True,
+                 dask_timeout: float = 5.0):
         if executor not in EXECUTORS:
             raise ConfigError(f"'executor' must be one of {', '.join(EXECUTORS)}. Got {executor!r}.")
         if executor == "dask" and not dask_address:
@@ -70,6 +110,7 @@ class Sweeper:
         self.n_workers = n_workers or os.cpu_count() or 1
         self.dask_address = dask_address
         self.progress = progress
+        self.dask_timeout = dask_timeout
         self._pool: ProcessPoolExecutor | None = None
         self._client = None
         self._cluster = None
@@ -94,8 +135,10 @@ class Sweeper:
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
+            main = threading.current_thread() is threading.main_thread()
             self._pool = ProcessPoolExecutor(self.n_workers, mp_context=mp.get_context("spawn"),
-                                             initializer=_init_worker)
+                                             initializer=_init_worker,
+                                             initargs=(os.getpid(), main))
         return self._pool
 
     def _get_client(self):
@@ -106,7 +149,13 @@ class Sweeper:
                                              processes=True, dashboard_address=None)
                 self._client = Client(self._cluster)
             else:
-                self._client = Client(self.dask_address)
+                try:
+                    self._client = Client(self.dask_address, timeout=self.dask_timeout)
+                except (OSError, TimeoutError) as exc:  # refused, unknown host, no answer
+                    raise ConfigError(
+                        f"no Dask scheduler answers at {self.dask_address!r} within "
+                        f"{self.dask_timeout:g} s ({type(exc).__name__}); start one "
+                        "(`dask scheduler`), or use --dask local or --executor process.") from None
         return self._client
 
     # -- running --------------------------------------------------------------------------------
@@ -116,11 +165,14 @@ class Sweeper:
         done = self.store.done_keys(study)
         todo = [u for u in units if unit_key(u) not in done]
         if todo:
+            if self.executor == "dask":
+                self._get_client()  # an unreachable scheduler fails before the run is recorded
+            from tqdm.auto import tqdm
             run_id = self.store.begin_run(study, len(units))
             t0 = time.perf_counter()
             n_computed = 0
             bar = tqdm(total=len(units), initial=len(units) - len(todo), desc=study.name,
-                       unit="unit", disable=not self.progress, leave=False)
+                       unit="unit", disable=None if self.progress else True, leave=False)  # None: TTY only
             try:
                 for unit, row, seconds in self._iter_results(study, todo):
                     self.store.put(study, unit, row, seconds)
