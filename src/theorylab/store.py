@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import socket
 import sqlite3
 import subprocess
@@ -27,7 +28,15 @@ from typing import Any
 import pandas as pd
 
 from theorylab.errors import StoreError
-from theorylab.study import STUDIES, Study, _stable_json, config_dict, config_hash, unit_key
+from theorylab.study import (
+    STUDIES,
+    Study,
+    _stable_json,
+    config_dict,
+    config_hash,
+    run_command,
+    unit_key,
+)
 
 __all__ = ["Store", "default_store_path", "environment_info"]
 
@@ -89,16 +98,56 @@ def environment_info() -> dict[str, Any]:
 class Store:
     """SQLite-backed table of finished units. Open one per process (not shared across forks)."""
 
-    def __init__(self, path: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike | None = None, *, readonly: bool = False):
+        """Open (or create) the store at ``path``; ``readonly`` opens an existing one for reading.
+
+        A corrupt file, a read-only file or folder (when writing) and a missing store (when
+        reading) are one-line :class:`StoreError` s, raised here, before anything is written.
+        """
         self.path = Path(path) if path is not None else default_store_path()
+        self.readonly = readonly
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
+            self._conn = self._open_readonly() if readonly else self._open_writable()
+            check = self._conn.execute("PRAGMA quick_check").fetchone()  # ms per 10 MB
+            if check is None or check[0] != "ok":
+                first = [ln for ln in str(check and check[0]).splitlines() if "***" not in ln]
+                raise sqlite3.DatabaseError(f"integrity check failed ({' '.join(first[:1])})")
+        except StoreError:
+            raise
         except (OSError, sqlite3.Error) as exc:  # a file where a folder must be, not a database, ...
-            raise StoreError(f"results store {str(self.path)!r} cannot be opened: {exc}") from None
+            corrupt = (isinstance(exc, sqlite3.DatabaseError)
+                       and not isinstance(exc, sqlite3.OperationalError))
+            what = "is corrupt or not a SQLite database" if corrupt else "cannot be opened"
+            raise StoreError(f"results store {str(self.path)!r} {what}: {exc}") from None
+
+    def _open_writable(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for target in (self.path, self.path.parent):
+            if target.exists() and not os.access(target, os.W_OK):
+                which = "the file" if target == self.path else "its folder"
+                raise StoreError(
+                    f"results store {str(self.path)!r} is read-only ({which} is not writable); "
+                    "`theorylab plot` can read it, but `run` and `verify` add results: pass "
+                    "--store with a writable path.")
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+        return conn
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise StoreError(f"no results store at {str(self.path)!r}: run the study first "
+                             "(`theorylab run` or `theorylab verify`), or pass --store.")
+        uri = self.path.resolve().as_uri() + "?mode=ro"
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            # A WAL store in a read-only folder without its -shm file: nobody can be writing it,
+            # so read it as immutable (no locks, no shared memory).
+            conn = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
+        return conn
 
     @property
     def manifest_dir(self) -> Path:
@@ -182,10 +231,13 @@ class Store:
         if require_complete:
             missing = len(study.units()) - n_units
             if missing > 0:
+                command = run_command(study) + (
+                    "" if self.path == default_store_path()
+                    else f" --store {shlex.quote(str(self.path))}")
                 raise StoreError(
                     f"store {self.path} has {n_units} of {len(study.units())} units of "
-                    f"'{study.name}' (config {config_hash(study)}); run it first "
-                    f"(theorylab run {study.name}{' --quick' if _is_quick(study) else ''}).")
+                    f"'{study.name}' (config {config_hash(study)}); compute them with "
+                    f"`{command}`.")
         return pd.DataFrame.from_records(records)
 
     def runs(self) -> pd.DataFrame:
@@ -275,13 +327,6 @@ class Store:
                                                for p in folder.rglob("*")):
                     shutil.rmtree(folder, ignore_errors=True)
         return counts
-
-
-def _is_quick(study: Study) -> bool:
-    try:
-        return study.quick() == study
-    except Exception:  # noqa: BLE001 - only a hint in a message
-        return False
 
 
 def _check_result(study: Study, unit: dict, row: Any) -> None:

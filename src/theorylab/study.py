@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from theorylab.artifacts import UnitContext
 
 __all__ = ["Study", "STUDIES", "config_dict", "config_hash", "unit_key", "from_dict", "records",
-           "memory_context"]
+           "memory_context", "run_command"]
 
 #: Every study class by its ``name`` (filled as subclasses are defined): what ``theorylab run`` runs.
 STUDIES: dict[str, type] = {}
@@ -133,3 +133,37 @@ def records(table: pd.DataFrame, kind: str, column: str = "record") -> pd.DataFr
         raise ConfigError(f"table has no {column!r} column; its records are not of several kinds.")
     sub = table[table[column] == kind]
     return sub.dropna(axis=1, how="all").reset_index(drop=True)
+
+
+def _set_value(value: Any) -> str:
+    """``value`` as the CLI's ``--set`` parses it back (JSON, or a bare string)."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except json.JSONDecodeError:
+            return value  # a bare word stays readable: expert=sigmoid
+    return json.dumps(_jsonable(value), separators=(",", ":"))
+
+
+def run_command(study: Study) -> str:
+    """The ``theorylab run`` command that computes exactly ``study``.
+
+    Its base is the default config or its quick form (``--quick``), whichever differs from
+    ``study`` in fewer fields; each differing field becomes a ``--set FIELD=VALUE`` (applied
+    after ``--quick``), so the command's config hash equals ``config_hash(study)``.
+    """
+    import shlex
+    try:
+        default = type(study)()
+        bases = [(default, False), (default.quick(), True)]
+    except Exception:  # noqa: BLE001 - a study without a default config: name only
+        return f"theorylab run {study.name}"
+    fields = [f.name for f in dataclasses.fields(study)]
+
+    def diff(base: Study) -> list[str]:
+        return [k for k in fields if _jsonable(getattr(base, k)) != _jsonable(getattr(study, k))]
+
+    base, quick = min(bases, key=lambda b: (len(diff(b[0])), not b[1]))
+    sets = [f"--set {shlex.quote(f'{k}={_set_value(getattr(study, k))}')}" for k in diff(base)]
+    return " ".join(["theorylab run", shlex.quote(study.name), *(["--quick"] if quick else []),
+                     *sets])
