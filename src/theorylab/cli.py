@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sqlite3
 import sys
 from pathlib import Path
 
-from theorylab.errors import ConfigError, TheorylabError
+from theorylab.errors import ConfigError, StoreError, TheorylabError
+from theorylab.sweep import EXECUTORS
 
 __all__ = ["main", "build_parser"]
 
@@ -20,7 +23,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="the CI-sized form (fewer sizes/replicates)")
     p.add_argument("--store", type=Path, default=None,
                    help="SQLite results store (default $THEORYLAB_STORE or theorylab-results/results.sqlite)")
-    p.add_argument("--executor", default="process", choices=("process", "serial", "dask"))
+    p.add_argument("--executor", default="process", choices=EXECUTORS)
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     p.add_argument("--dask", default=None, metavar="ADDRESS",
                    help="Dask scheduler address (or 'local'); implies --executor dask")
@@ -42,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run (or resume) one study into the store")
     p.add_argument("study")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a config field (VALUE parsed as JSON, else a string)")
+                   help="override a config field (VALUE parsed as JSON, else a string); "
+                        "applied after --quick")
     p.add_argument("--device", default=None,
                    help="torch device of an empirical study (auto, cpu, cuda): --set device=...")
     _add_run_options(p)
@@ -60,11 +64,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _context(args, figdir: Path | None = None):
+def _check_output(path: Path, option: str, folder: bool) -> None:
+    """Fail before any work if ``path`` cannot receive the output (a file, or a ``folder``)."""
+    if folder and path.exists() and not path.is_dir():
+        raise ConfigError(f"'{option}' must be a folder, but '{path}' is a file.")
+    if not folder and path.is_dir():
+        raise ConfigError(f"'{option}' must be a file path, but '{path}' is a folder.")
+    parent = path if folder else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"'{option}' cannot be created: '{parent}' is a file. Got '{path}'.")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"'{option}' cannot be written: '{parent}' is read-only. Got '{path}'.")
+
+
+def _context(args, figdir: Path | None = None, readonly: bool = False):
     from theorylab.claims import Context
     from theorylab.store import Store
     from theorylab.sweep import Sweeper
-    store = Store(args.store)
+    store = Store(args.store, readonly=readonly)
     executor = "dask" if getattr(args, "dask", None) else getattr(args, "executor", "serial")
     if getattr(args, "workers", None) is not None and args.workers < 1:
         raise ConfigError(f"'--workers' must be an int >= 1. Got {args.workers}.")
@@ -106,6 +125,8 @@ def _cmd_verify(args) -> int:
 
     from theorylab.claims import select, verify
     claims = select(args.prefixes)
+    if args.json is not None:
+        _check_output(args.json, "--json", folder=False)
     console = Console(stderr=False)
     ctx = _context(args)
     rows = []
@@ -150,26 +171,33 @@ def _parse_set(items: list[str]) -> dict:
             values[key.strip()] = json.loads(raw)
         except json.JSONDecodeError:
             values[key.strip()] = raw
-    for k, v in values.items():  # JSON lists → tuples, as frozen configs hold them
-        if isinstance(v, list):
-            values[k] = tuple(v)
-    return values
+    return {k: _tuples(v) for k, v in values.items()}
 
 
-def _cmd_run(args) -> int:
+def _tuples(value):
+    """JSON lists → tuples, also nested ones, as frozen configs hold them."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def _study(args):
+    """The study ``run`` runs: the default config, its quick form if asked, then the --set fields."""
     from theorylab.claims import load_all
-    from theorylab.study import STUDIES, config_hash
+    from theorylab.study import STUDIES
     load_all()
     if args.study not in STUDIES:
         raise ConfigError(f"unknown study '{args.study}'; known: {', '.join(sorted(STUDIES))}.")
     study = STUDIES[args.study]()
+    if args.quick:
+        study = study.quick()
     overrides = _parse_set(args.set)
     if args.device is not None:
         overrides["device"] = args.device  # an unknown field for non-torch studies: one clear error
-    if overrides:
-        study = study.replace(**overrides)
-    if args.quick:
-        study = study.quick()
+    return study.replace(**overrides) if overrides else study
+
+
+def _cmd_run(args) -> int:
+    from theorylab.study import config_hash
+    study = _study(args)
     ctx = _context(args)
     try:
         table = ctx.run(study)
@@ -181,15 +209,37 @@ def _cmd_run(args) -> int:
 
 def _cmd_plot(args) -> int:
     from theorylab.plotting import FIGURES, select_figure
-    ctx = _context(args, figdir=args.outdir)
+    _check_output(args.outdir, "--outdir", folder=True)
+    ctx = _context(args, figdir=args.outdir, readonly=True)  # plots only read the store
     if args.name == "all":
         from theorylab.claims import load_all
         load_all()
     names = sorted(FIGURES) if args.name == "all" else [args.name]
     for name in names:
-        for path in select_figure(name).make(ctx):
+        fig = select_figure(name)
+        try:
+            paths = fig.make(ctx)
+        except StoreError as exc:
+            raise StoreError(f"figure '{name}' needs results the store lacks; "
+                             f"{_verify_hint(fig.paper, args)}the first missing: {exc}") from None
+        for path in paths:
             print(path)
     return 0
+
+
+def _verify_hint(paper: str, args) -> str:
+    """"`theorylab verify [--quick] PREFIX` computes all of them; " for the paper's claims."""
+    import shlex
+
+    from theorylab.claims import REGISTRY
+    from theorylab.store import default_store_path
+    prefixes = sorted({c.id.split(".")[0] for c in REGISTRY.values() if c.paper == paper})
+    if not prefixes:
+        return ""
+    store = ("" if args.store is None or args.store == default_store_path()
+             else f" --store {shlex.quote(str(args.store))}")
+    return (f"`theorylab verify{' --quick' if args.quick else ''} {' '.join(prefixes)}{store}` "
+            "computes all of them (and checks the paper's claims); ")
 
 
 def _size(n: float) -> str:
@@ -241,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         return handler[args.command](args)
     except TheorylabError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:  # the store failed after it opened (disk full, damaged later)
+        print(f"error: results store: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished units are in the store; rerun to resume", file=sys.stderr)
