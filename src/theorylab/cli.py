@@ -209,18 +209,18 @@ def _cmd_run(args) -> int:
 
 def _cmd_plot(args) -> int:
     from theorylab.plotting import FIGURES, select_figure
-    _check_output(args.outdir, "--outdir", folder=True)
-    ctx = _context(args, figdir=args.outdir, readonly=True)  # plots only read the store
     if args.name == "all":
         from theorylab.claims import load_all
         load_all()
-    names = sorted(FIGURES) if args.name == "all" else [args.name]
-    for name in names:
-        fig = select_figure(name)
+    figures = [select_figure(name) for name in (sorted(FIGURES) if args.name == "all"
+                                                 else [args.name])]
+    _check_output(args.outdir, "--outdir", folder=True)
+    ctx = _context(args, figdir=args.outdir, readonly=True)  # plots only read the store
+    for fig in figures:
         try:
             paths = fig.make(ctx)
         except StoreError as exc:
-            raise StoreError(f"figure '{name}' needs results the store lacks; "
+            raise StoreError(f"figure '{fig.name}' needs results the store lacks; "
                              f"{_verify_hint(fig.paper, args)}the first missing: {exc}") from None
         for path in paths:
             print(path)
