@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 
 import numpy as np
 import pytest
@@ -204,3 +205,49 @@ def test_split_validation():
         cluster_split(["MKV"] * 5, test_frac=0.6, val_frac=0.5)
     with pytest.raises(ConfigError, match="'threshold' of kmer_clusters"):
         kmer_clusters(["MKV"], threshold=0.0)
+
+
+# ----------------------------------------------------------------------------- encodings
+_TSV = "entry\tsequence\tlabel\nP1\tACDE\t1\nP2\tMKV\t0\n"
+_FASTA = ">sp|P1|A_HUMAN x EC=1.2.3.4\nACDE\nFG\n>sp|P2|B_HUMAN y EC=2.1.1.1\nMKV\n"
+
+
+@pytest.mark.parametrize("reader, text", [(read_labelled_tsv, _TSV), (read_fasta, _FASTA)],
+                         ids=["tsv", "fasta"])
+def test_bom_and_gzip_read_like_plain_utf8(reader, text, tmp_path):
+    import gzip
+    plain = reader(_write(tmp_path, "plain", text))
+    bom = tmp_path / "bom"
+    bom.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    gz = tmp_path / "data.txt"  # gzip is recognised by its bytes, not its name
+    gz.write_bytes(gzip.compress(text.encode()))
+    crlf = tmp_path / "crlf"
+    crlf.write_bytes(text.replace("\n", "\r\n").encode())
+    for path in (bom, gz, crlf):
+        assert reader(path).equals(plain), path.name
+
+
+@pytest.mark.parametrize("reader, content, line, message", [
+    (read_labelled_tsv, b"entry\tsequence\tlabel\nP\xe91\tACDE\t1\n", 2,
+     "not UTF-8 text (byte 0xe9 at column 2)"),
+    (read_fasta, b">sp|P1|X_HUMAN EC=1.1\nAC\xe9DE\n", 2, "not UTF-8 text (byte 0xe9 at column 3)"),
+    (read_labelled_tsv, bytes(range(256)) * 4, 1, "binary file"),
+    (read_fasta, bytes(range(256)) * 4, 1, "binary file"),
+    (read_labelled_tsv, b"\x8c\x9f\xff\xfe" * 100, 1, "not UTF-8 text"),
+    (read_fasta, b"\x8c\x9f\xff\xfe" * 100, 1, "not UTF-8 text"),
+], ids=["latin-1-tsv", "latin-1-fasta", "nul-tsv", "nul-fasta", "binary-tsv", "binary-fasta"])
+def test_non_text_files_are_one_line_errors(reader, content, line, message, tmp_path):
+    p = tmp_path / "f"
+    p.write_bytes(content)
+    with pytest.raises(DataFormatError, match=re.escape(f"f:{line}: {message}")) as exc:
+        reader(p)
+    assert "\n" not in str(exc.value)
+
+
+def test_damaged_gzip_is_one_line_error(tmp_path):
+    import gzip
+    body = "".join(f">sp|P{i}|X_HUMAN EC=1.1\nACDEFGHIKLMNPQRSTVWY\n" for i in range(3000))
+    p = tmp_path / "cut.fasta.gz"
+    p.write_bytes(gzip.compress(body.encode())[:2000])
+    with pytest.raises(DataFormatError, match="damaged gzip file"):
+        read_fasta(p)

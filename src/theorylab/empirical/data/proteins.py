@@ -2,7 +2,10 @@
 
 Readers return a :class:`pandas.DataFrame` with columns ``entry``, ``sequence``, ``label``
 (one row per protein). Malformed input raises :class:`~theorylab.errors.DataFormatError`
-naming the file and the 1-based line.
+naming the file and the 1-based line. Files are UTF-8 text; a byte-order mark is skipped, and a
+gzip-compressed file (``.fasta.gz`` as UniProt serves them; recognised by its magic bytes, not
+its name) is read transparently. Other binary files, and text in another encoding, are one-line
+errors.
 
 The split keeps near-duplicate sequences on one side: two sequences are linked when the
 Jaccard index of their k-mer sets,
@@ -15,9 +18,11 @@ whole clusters are dealt to test, validation and train.
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import re
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -53,6 +58,35 @@ def _check_sequence(seq: str, path, line: int) -> str:
     return seq
 
 
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line without its newline) of a UTF-8 text file, gzip or not.
+
+    A byte-order mark is dropped; undecodable bytes, NUL bytes (a binary file) and a damaged gzip
+    stream raise :class:`DataFormatError` naming the line.
+    """
+    with path.open("rb") as fh:
+        gzipped = fh.read(2) == b"\x1f\x8b"
+    lineno = 0
+    try:
+        with (gzip.open(path, "rb") if gzipped else path.open("rb")) as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]
+                if b"\x00" in raw:
+                    raise DataFormatError("binary file (NUL byte), not a text file", path, lineno)
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataFormatError(
+                        f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}): "
+                        "a binary file, or text in another encoding (save it as UTF-8)",
+                        path, lineno) from None
+                yield lineno, text.rstrip("\r\n")
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataFormatError(f"damaged gzip file ({exc or type(exc).__name__})",
+                              path, lineno + 1) from None
+
+
 # ----------------------------------------------------------------------------- TSV
 def read_labelled_tsv(path, *, id_col: str = "entry", seq_col: str = "sequence",
                       label_col: str = "label", invalid: str = "error") -> pd.DataFrame:
@@ -73,34 +107,34 @@ def read_labelled_tsv(path, *, id_col: str = "entry", seq_col: str = "sequence",
     if not path.is_file():
         raise DataFormatError("no such file", path)
     rows: list[tuple[str, str, int]] = []
-    with path.open(encoding="utf-8") as fh:
-        header = fh.readline().rstrip("\r\n").split("\t")
-        cols = {}
-        for name in (id_col, seq_col, label_col):
-            if name not in header:
-                raise DataFormatError(f"header lacks column '{name}' (has {header})", path, 1)
-            cols[name] = header.index(name)
-        for lineno, raw in enumerate(fh, start=2):
-            text = raw.rstrip("\r\n")
-            if not text.strip():
+    lines = _lines(path)
+    _, first = next(lines, (1, ""))
+    header = first.split("\t")
+    cols = {}
+    for name in (id_col, seq_col, label_col):
+        if name not in header:
+            raise DataFormatError(f"header lacks column '{name}' (has {header})", path, 1)
+        cols[name] = header.index(name)
+    for lineno, text in lines:
+        if not text.strip():
+            continue
+        fields = text.split("\t")
+        if len(fields) != len(header):
+            raise DataFormatError(
+                f"expected {len(header)} tab-separated fields, got {len(fields)}", path, lineno)
+        try:
+            seq = _check_sequence(fields[cols[seq_col]], path, lineno)
+        except DataFormatError:
+            if invalid == "drop" and fields[cols[seq_col]].strip():
                 continue
-            fields = text.split("\t")
-            if len(fields) != len(header):
-                raise DataFormatError(
-                    f"expected {len(header)} tab-separated fields, got {len(fields)}", path, lineno)
-            try:
-                seq = _check_sequence(fields[cols[seq_col]], path, lineno)
-            except DataFormatError:
-                if invalid == "drop" and fields[cols[seq_col]].strip():
-                    continue
-                raise
-            label_text = fields[cols[label_col]].strip()
-            try:
-                label = int(label_text)
-            except ValueError:
-                raise DataFormatError(f"label must be an integer, got {label_text!r}",
-                                      path, lineno) from None
-            rows.append((fields[cols[id_col]].strip(), seq, label))
+            raise
+        label_text = fields[cols[label_col]].strip()
+        try:
+            label = int(label_text)
+        except ValueError:
+            raise DataFormatError(f"label must be an integer, got {label_text!r}",
+                                  path, lineno) from None
+        rows.append((fields[cols[id_col]].strip(), seq, label))
     if not rows:
         raise DataFormatError("no data rows", path)
     return pd.DataFrame(rows, columns=list(_COLUMNS))
@@ -168,36 +202,35 @@ def read_fasta(path, *, label_key: str | None = "EC", level: int | None = None,
         records.append((rec[0], seq, rec[2]))
 
     current = None
-    with path.open(encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            text = raw.strip()
-            if not text or text.startswith(";"):
-                continue
-            if text.startswith(">"):
-                finish(current)
-                header = text[1:].strip()
-                if not header:
-                    raise DataFormatError("empty FASTA header", path, lineno)
-                m = _UNIPROT_ID.match(header)
-                entry = m.group(1) if m else header.split()[0]
-                if entry in seen:
-                    raise DataFormatError(f"duplicate entry {entry!r} (first at line "
-                                          f"{seen[entry]})", path, lineno)
-                seen[entry] = lineno
-                label = None
-                if key_re is not None:
-                    lm = key_re.search(header)
-                    if lm:
-                        label = lm.group(1).rstrip(";,")
-                        if level is not None:
-                            label = ".".join(label.split(".")[:level])
-                    elif require_label:
-                        raise DataFormatError(f"header lacks '{label_key}=...'", path, lineno)
-                current = [entry, [], label, lineno]
-            else:
-                if current is None:
-                    raise DataFormatError("sequence line before any '>' header", path, lineno)
-                current[1].append(text.replace(" ", ""))
+    for lineno, raw in _lines(path):
+        text = raw.strip()
+        if not text or text.startswith(";"):
+            continue
+        if text.startswith(">"):
+            finish(current)
+            header = text[1:].strip()
+            if not header:
+                raise DataFormatError("empty FASTA header", path, lineno)
+            m = _UNIPROT_ID.match(header)
+            entry = m.group(1) if m else header.split()[0]
+            if entry in seen:
+                raise DataFormatError(f"duplicate entry {entry!r} (first at line "
+                                      f"{seen[entry]})", path, lineno)
+            seen[entry] = lineno
+            label = None
+            if key_re is not None:
+                lm = key_re.search(header)
+                if lm:
+                    label = lm.group(1).rstrip(";,")
+                    if level is not None:
+                        label = ".".join(label.split(".")[:level])
+                elif require_label:
+                    raise DataFormatError(f"header lacks '{label_key}=...'", path, lineno)
+            current = [entry, [], label, lineno]
+        else:
+            if current is None:
+                raise DataFormatError("sequence line before any '>' header", path, lineno)
+            current[1].append(text.replace(" ", ""))
     finish(current)
     if not records:
         raise DataFormatError("no FASTA records", path)
