@@ -90,7 +90,7 @@ def test_figure_is_built_from_the_store_alone(tmp_path, monkeypatch, store):
     monkeypatch.setattr(moe_paper, "case_study",
                         lambda e, c, quick=False: moe_rates.case_study(e, c).replace(**TINY))
     ctx = Context(store, Sweeper(store, "serial", progress=False), figdir=tmp_path / "fig")
-    with pytest.raises(StoreError, match="run it first"):
+    with pytest.raises(StoreError, match="compute them with `theorylab run moe-rates --quick"):
         moe_paper.rate_figure.make(ctx)
     for e, c in moe_rates.CASES:
         ctx.run(moe_paper.case_study(e, c))

@@ -139,7 +139,7 @@ def test_unusable_store_path_is_one_line_error(tmp_path, kind):
     blocker = tmp_path / "blocker"
     blocker.write_text("not sqlite " * 100)
     path = blocker / "results.sqlite" if kind == "parent_is_a_file" else blocker
-    with pytest.raises(StoreError, match="cannot be opened") as info:
+    with pytest.raises(StoreError, match="cannot be opened|is corrupt or not a SQLite database") as info:
         Store(path)
     assert "\n" not in str(info.value) and str(path) in str(info.value)
     assert blocker.read_text() == "not sqlite " * 100  # nothing overwritten
