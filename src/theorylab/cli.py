@@ -143,6 +143,7 @@ def _cmd_verify(args) -> int:
         results = verify(claims, ctx, on_result=show)
     finally:
         ctx.sweeper.close()
+        ctx.store.close()
         if args.json is not None:  # whatever finished is written, even after Ctrl-C
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(rows, indent=2) + "\n")
@@ -203,6 +204,7 @@ def _cmd_run(args) -> int:
         table = ctx.run(study)
     finally:
         ctx.sweeper.close()
+        ctx.store.close()
     print(f"{study.name} (config {config_hash(study)}): {len(table)} units in {ctx.store.path}")
     return 0
 
