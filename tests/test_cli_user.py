@@ -21,7 +21,7 @@ from support.toy import ToyStudy
 from support.toy_paper import FIGURE, figure_study, register
 from theorylab import cli
 from theorylab.store import Store
-from theorylab.study import STUDIES, config_hash
+from theorylab.study import STUDIES, config_hash, run_command
 from theorylab.sweep import EXECUTORS
 
 TOY_CLI = Path(__file__).parent / "support" / "toy_cli.py"
@@ -80,7 +80,6 @@ def _studies_to_name():
 
 
 def test_run_command_rebuilds_exactly_the_study():
-    from theorylab.study import run_command
     for study in _studies_to_name():
         command = run_command(study)
         argv = shlex.split(command)
@@ -152,9 +151,11 @@ def test_outdir_that_is_a_file(toy_paper, tmp_path, capsys):
     assert target.read_text() == "mine\n"
 
 
-def test_plot_from_a_missing_store_creates_nothing(tmp_path, capsys):
+def test_plot_from_a_missing_store_names_the_command_and_creates_nothing(toy_paper, tmp_path,
+                                                                        capsys):
     db = tmp_path / "none" / "s.sqlite"
-    _one_line_error(capsys, cli.main(["plot", "all", "--store", str(db)]), "no results store")
+    err = _one_line_error(capsys, cli.main(["plot", FIGURE, "--store", str(db)]))
+    assert f"`{run_command(figure_study(False))} --store {db}`" in err
     assert not db.parent.exists()
 
 

@@ -101,8 +101,9 @@ class Store:
     def __init__(self, path: str | os.PathLike | None = None, *, readonly: bool = False):
         """Open (or create) the store at ``path``; ``readonly`` opens an existing one for reading.
 
-        A corrupt file, a read-only file or folder (when writing) and a missing store (when
-        reading) are one-line :class:`StoreError` s, raised here, before anything is written.
+        A corrupt file and a read-only file or folder (when writing) are one-line
+        :class:`StoreError` s, raised here, before anything is written. A missing store opened
+        ``readonly`` reads as empty and is not created.
         """
         self.path = Path(path) if path is not None else default_store_path()
         self.readonly = readonly
@@ -136,9 +137,10 @@ class Store:
         return conn
 
     def _open_readonly(self) -> sqlite3.Connection:
-        if not self.path.is_file():
-            raise StoreError(f"no results store at {str(self.path)!r}: run the study first "
-                             "(`theorylab run` or `theorylab verify`), or pass --store.")
+        if not self.path.is_file():  # reads as empty (its errors name what to run); creates nothing
+            conn = sqlite3.connect(":memory:", isolation_level=None)
+            conn.executescript(_SCHEMA)
+            return conn
         uri = self.path.resolve().as_uri() + "?mode=ro"
         try:
             conn = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
