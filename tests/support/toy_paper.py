@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from support.toy import ToyStudy
 from theorylab.claims import REGISTRY, Verdict, claim
+from theorylab.constraints import Str
 from theorylab.plotting import FIGURES, figure, savefig, style
 
 PAPER = "TOY"
@@ -26,6 +28,8 @@ class MarkedToyStudy(ToyStudy):
 
     name = "_toy_marked"
     marks: str = ""
+
+    constraints: ClassVar = {**ToyStudy.constraints, "marks": Str()}
 
     def run_unit(self, unit, *args):
         if self.marks:
