@@ -260,7 +260,7 @@ def _cmd_store(args) -> int:
     from theorylab.store import Store
     load_all()  # the studies' current versions decide what is stale
     console = Console(width=None if sys.stdout.isatty() else 130)  # never truncate into a pipe
-    with Store(args.store) as store:
+    with Store(args.store, readonly=args.action == "list") as store:
         if args.action == "prune":
             counts = store.prune()
             console.print(f"pruned {store.path}: {counts['configs']} stale config(s), "

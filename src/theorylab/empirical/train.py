@@ -318,7 +318,7 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torc
         model.train()
         total, count = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-                   disable=not config.progress or rank != 0)
+                   disable=None if (config.progress and rank == 0) else True)  # bars on a TTY only
         for batch in bar:
             if ddp is None:
                 batch = _to_device(batch, device)
