@@ -9,7 +9,7 @@ from theorylab.errors import ConfigError, InputError, StoreError
 from theorylab.papers import moe as moe_paper
 from theorylab.simulations import moe_rates
 from theorylab.simulations.moe_rates import MoERateStudy, case_study
-from theorylab.simulations.rates import band_overlaps, loglog_slope, rate_band, within_bound
+from theorylab.stats import band_overlaps, loglog_slope, rate_band, within_bound
 from theorylab.study import from_dict
 from theorylab.sweep import Sweeper
 
@@ -87,13 +87,14 @@ def test_rate_band_and_overlap():
 
 
 def test_figure_is_built_from_the_store_alone(tmp_path, monkeypatch, store):
-    monkeypatch.setattr(moe_paper, "case_study",
-                        lambda e, c, quick=False: moe_rates.case_study(e, c).replace(**TINY))
+    full = moe_rates.case_study  # the paper module imports it from moe_rates when it plots
+    monkeypatch.setattr(moe_rates, "case_study",
+                        lambda e, c, quick=False: full(e, c).replace(**TINY))
     ctx = Context(store, Sweeper(store, "serial", progress=False), figdir=tmp_path / "fig")
     with pytest.raises(StoreError, match="run it first"):
         moe_paper.rate_figure.make(ctx)
     for e, c in moe_rates.CASES:
-        ctx.run(moe_paper.case_study(e, c))
+        ctx.run(moe_rates.case_study(e, c))
     paths = moe_paper.rate_figure.make(ctx)
     assert sorted(p.suffix for p in paths) == [".png", ".svg"]
     assert all(p.stat().st_size > 10_000 for p in paths)

@@ -75,16 +75,28 @@ def _cmd_list(args) -> int:
     from rich.table import Table
 
     from theorylab.claims import select
+    from theorylab.papers import load_all, study_names
     from theorylab.plotting import FIGURES
-    from theorylab.study import STUDIES
-    table = Table("claim", "paper", "kind", "statement", title="claims")
-    for c in select(args.prefixes):
+    load_all()
+    claims = select(args.prefixes)
+    table = Table(_id_column(c.id for c in claims), "paper", "kind", "statement", title="claims")
+    for c in claims:
         table.add_row(c.id, c.paper, c.kind, c.statement)
     console = Console()
     console.print(table)
-    console.print("studies: " + ", ".join(sorted(STUDIES)))
+    console.print("studies: " + ", ".join(study_names()))
     console.print("figures: " + ", ".join(sorted(FIGURES)))
     return 0
+
+
+def _id_column(ids):
+    """A table column that shows every claim id whole (never truncated, also at 80 columns)."""
+    from rich.table import Column
+    return Column("claim", no_wrap=True, min_width=max((len(i) for i in ids), default=5))
+
+
+_STATUS = {"holds": "[green]holds[/]", "fails": "[red]FAILS[/]",
+           "inconclusive": "[yellow]inconclusive[/]"}
 
 
 def _fmt(x) -> str:
@@ -100,6 +112,8 @@ def _cmd_verify(args) -> int:
     from rich.table import Table
 
     from theorylab.claims import select, verify
+    from theorylab.papers import load_all
+    load_all()
     claims = select(args.prefixes)
     console = Console(stderr=False)
     ctx = _context(args)
@@ -108,8 +122,7 @@ def _cmd_verify(args) -> int:
     def show(res):
         j = res.to_json()
         rows.append(j)
-        mark = "[green]yes[/]" if res.holds else "[red]NO[/]"
-        console.print(f"{mark:>14}  {j['id']}  measured={_fmt(j['measured'])} "
+        console.print(f"{_STATUS[j['status']]}  {j['id']}  measured={_fmt(j['measured'])} "
                       f"expected={_fmt(j['expected'])} ({j['seconds']:.1f}s)"
                       + (f"  error: {res.error}" if res.error else ""))
 
@@ -120,11 +133,12 @@ def _cmd_verify(args) -> int:
         if args.json is not None:  # whatever finished is written, even after Ctrl-C
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(rows, indent=2) + "\n")
-    table = Table("claim", "expected", "measured", "CI", "holds", "seconds",
-                  title=f"theorylab verify{' --quick' if args.quick else ''}")
+    from rich.table import Column
+    table = Table(_id_column(j["id"] for j in rows), Column("status", no_wrap=True, min_width=12),
+                  "expected", "measured", "CI", "s", title=f"theorylab verify{' --quick' if args.quick else ''}")
     for j in rows:
-        table.add_row(j["id"], _fmt(j["expected"]), _fmt(j["measured"]), _fmt(j["ci"]),
-                      "yes" if j["holds"] else "NO", f"{j['seconds']:.1f}")
+        table.add_row(j["id"], _STATUS[j["status"]], _fmt(j["expected"]), _fmt(j["measured"]),
+                      _fmt(j["ci"]), f"{j['seconds']:.1f}")
     console.print(table)
     failed = [r for r in results if r.claim.must_hold and not r.holds]
     report_only = [r for r in results if not r.claim.must_hold and not r.holds]
@@ -152,7 +166,7 @@ def _parse_set(items: list[str]) -> dict:
 
 
 def _cmd_run(args) -> int:
-    from theorylab.claims import load_all
+    from theorylab.papers import load_all
     from theorylab.study import STUDIES, config_hash
     load_all()
     if args.study not in STUDIES:
@@ -175,11 +189,10 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_plot(args) -> int:
+    from theorylab.papers import load_all
     from theorylab.plotting import FIGURES, select_figure
     ctx = _context(args, figdir=args.outdir)
-    if args.name == "all":
-        from theorylab.claims import load_all
-        load_all()
+    load_all()
     names = sorted(FIGURES) if args.name == "all" else [args.name]
     for name in names:
         for path in select_figure(name).make(ctx):

@@ -43,8 +43,8 @@ import torch.nn.functional as F
 from theorylab.errors import ConfigError
 from theorylab.kernels import exo as kx
 from theorylab.seeding import rng_for, seed_for
-from theorylab.simulations.exo_alignment import single_thread
 from theorylab.study import Study
+from theorylab.threads import single_thread
 from theorylab.validation import check_choice, check_int, check_real
 
 __all__ = ["SequenceAlignmentStudy", "SEQ_METHODS", "make_language", "generate_corpus",

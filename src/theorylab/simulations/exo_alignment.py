@@ -22,7 +22,6 @@ Two studies built on :mod:`theorylab.kernels.exo`:
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -32,9 +31,10 @@ import torch
 from theorylab.kernels import exo as kx
 from theorylab.seeding import seed_for
 from theorylab.study import Study
+from theorylab.threads import single_thread
 from theorylab.validation import check_choice, check_int, check_real
 
-__all__ = ["single_thread", "GradientEquivalenceStudy", "ModeSeekingStudy", "tabular_problem", "gradient_row",
+__all__ = ["GradientEquivalenceStudy", "ModeSeekingStudy", "tabular_problem", "gradient_row",
            "line_problem", "gaussian_policy", "METHODS"]
 
 DT = torch.float64
@@ -42,18 +42,6 @@ DT = torch.float64
 
 def _gen(*keys) -> torch.Generator:
     return torch.Generator().manual_seed(seed_for(*keys) % (2 ** 63))
-
-
-@contextmanager
-def single_thread():
-    """Run torch on one thread (restored after): these units are tiny, and on a loaded 2-core
-    machine torch's default thread pool made them ~25x slower (measured 40 s vs 1.6 s)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
