@@ -41,6 +41,11 @@ def test_declared_studies_are_the_registered_ones():
     assert set(papers.study_names()) == {n for n in STUDIES if not n.startswith("_")}
 
 
+def test_find_study_imports_each_declared_study_on_demand():
+    for name in papers.study_names():
+        assert papers.find_study(name).name == name
+
+
 def test_moe_case_grid_matches_the_simulation():
     from theorylab.papers import moe
     from theorylab.simulations import moe_rates

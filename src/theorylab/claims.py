@@ -117,6 +117,7 @@ class ClaimResult:
                 "ci": [_plain(c) for c in v.ci] if v and v.ci is not None else None,
                 "holds": self.holds, "status": self.status, "must_hold": self.claim.must_hold,
                 "criterion": _plain(v.criterion.describe()) if v else None,
+                "parts": _plain(dict(v.parts)) if v and v.parts is not None else None,
                 "seconds": round(self.seconds, 3),
                 "details": _plain(v.details) if v else {}, "error": self.error}
 

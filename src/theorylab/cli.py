@@ -166,12 +166,9 @@ def _parse_set(items: list[str]) -> dict:
 
 
 def _cmd_run(args) -> int:
-    from theorylab.papers import load_all
-    from theorylab.study import STUDIES, config_hash
-    load_all()
-    if args.study not in STUDIES:
-        raise ConfigError(f"unknown study '{args.study}'; known: {', '.join(sorted(STUDIES))}.")
-    study = STUDIES[args.study]()
+    from theorylab.papers import find_study
+    from theorylab.study import config_hash
+    study = find_study(args.study)()
     overrides = _parse_set(args.set)
     if args.device is not None:
         overrides["device"] = args.device  # an unknown field for non-torch studies: one clear error

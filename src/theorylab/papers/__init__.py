@@ -5,7 +5,8 @@ entry-point group ``theorylab.papers`` (each entry point's value a module path).
 book call :func:`load_all`; :mod:`theorylab.claims` (the registry) knows no paper.
 
 A paper module imports only light modules at import time (its heavy studies inside its checks and
-figures) and names the studies it uses in ``STUDIES``, so that ``theorylab list`` stays fast.
+figures) and maps the studies it uses to their modules in ``STUDIES`` (name → module path), so
+that ``theorylab list`` and the CLI's errors stay fast; :func:`find_study` imports one on demand.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
-__all__ = ["MODULES", "ENTRY_POINT_GROUP", "modules", "load_all", "study_names"]
+from theorylab.errors import ConfigError
+
+__all__ = ["MODULES", "ENTRY_POINT_GROUP", "modules", "load_all", "study_names", "find_study"]
 
 MODULES = ("theorylab.papers.moe", "theorylab.papers.beb", "theorylab.papers.exo",
            "theorylab.papers.esm")
@@ -34,7 +37,25 @@ def load_all() -> dict:
     return REGISTRY
 
 
+def _study_modules() -> dict[str, str]:
+    return {s: mod for name in modules()
+            for s, mod in getattr(importlib.import_module(name), "STUDIES", {}).items()}
+
+
 def study_names() -> list[str]:
     """Names of the studies the papers use (their ``STUDIES``), without importing the studies."""
-    return sorted({s for name in modules()
-                   for s in getattr(importlib.import_module(name), "STUDIES", ())})
+    return sorted(_study_modules())
+
+
+def find_study(name: str) -> type:
+    """The study class registered as ``name``, importing its module (from a paper's ``STUDIES``)
+    only if it is not registered yet; an unknown name is a one-line ConfigError."""
+    from theorylab.study import STUDIES
+    if name not in STUDIES:
+        module = _study_modules().get(name)
+        if module is not None:
+            importlib.import_module(module)
+    if name not in STUDIES:
+        known = sorted(set(STUDIES) | set(_study_modules()))
+        raise ConfigError(f"unknown study '{name}'; known: {', '.join(known)}.")
+    return STUDIES[name]

@@ -18,8 +18,9 @@ from theorylab.criteria import AllOf, Equality, Threshold
 from theorylab.plotting import figure, savefig, style
 
 PAPER = "BEB"
-STUDIES = ("beb-bounds", "beb-misalignment", "beb-lengths", "beb-beta-bias", "beb-rlhf",
-           "beb-neural")
+_SIM = "theorylab.simulations.beb_prompting"
+STUDIES = {"beb-bounds": _SIM, "beb-misalignment": _SIM, "beb-lengths": _SIM,  # name -> module
+           "beb-beta-bias": _SIM, "beb-rlhf": _SIM, "beb-neural": "theorylab.empirical.beb_neural"}
 SLOPE_REL_TOL = 0.10  # centre-vs-log(1/alpha) slope within 10 % of 1/beta (finite-n, finite-alpha)
 NUM_TOL = 1e-12       # float64 round-off allowed in "violation <= 0" (values are O(1) logs)
 

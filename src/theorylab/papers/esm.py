@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 PAPER = "ESM-KN"
-STUDIES = ("esm-neurons",)
+STUDIES = {"esm-neurons": "theorylab.empirical.esm_pipeline"}  # study name -> its module
 SMALL_F = 0.2          # "small f": the fractions ≤ 20 % of the grid
 IG_REL_TOL = 0.05      # Σ|Σ IG − ΔF| / Σ|ΔF| with 20 Gauss-Legendre points
 DENSITY_F = 0.05       # fraction at which the per-module density is compared

@@ -20,7 +20,9 @@ from theorylab.plotting import figure, savefig, style
 from theorylab.stats import mean_ci
 
 PAPER = "EXO"
-STUDIES = ("exo-gradient-equivalence", "exo-mode-seeking", "exo-sequence-frontier")
+STUDIES = {"exo-gradient-equivalence": "theorylab.simulations.exo_alignment",  # name -> module
+           "exo-mode-seeking": "theorylab.simulations.exo_alignment",
+           "exo-sequence-frontier": "theorylab.empirical.exo_sequence"}
 COS_TARGET = 0.99      # issue 4: cosine >= 0.99 by K = 64 on the default (50-way) problem
 K_TARGET = 64
 J_REL_TOL = 0.02       # EXO's stochastic solution within 2 % of the class's RL optimum J

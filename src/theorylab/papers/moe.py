@@ -28,7 +28,7 @@ from theorylab.criteria import AllOf, CIAbove, Equality, RateBand, RateBound, Th
 from theorylab.plotting import figure, savefig, style
 
 PAPER = "MoE-LSE"
-STUDIES = ("moe-rates",)
+STUDIES = {"moe-rates": "theorylab.simulations.moe_rates"}  # study name -> its module
 LSE_TOL = 1e-9          # relative slack of "objective at the fit ≤ objective at the truth"
 LSE_MIN_FRACTION = 0.99
 SLOPE_HALF_WIDTH = 0.125  # half the gap between the rates 1/2 and 1/4: a CI cannot hold both
