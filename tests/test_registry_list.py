@@ -87,8 +87,8 @@ main(["verify", "--store", {str(tmp_path / "s.sqlite")!r}, "--no-progress", "_to
 """
     out = _run(code, COLUMNS="80").stdout
     table = out[out.index("theorylab verify"):]
-    rows = {line.split("│")[1].strip(): line for line in table.splitlines()
-            if line.startswith("│") and line.split("│")[1].strip().startswith("_toy.")}
+    rows = {line.replace("│", " ").split()[0]: line for line in table.splitlines()
+            if line.replace("│", " ").strip().startswith("_toy.")}
     assert set(rows) == {"_toy.a_rather_long_claim_identifier_that_holds_x",
                          "_toy.another_long_claim_id_which_fails_y",
                          "_toy.and_a_third_long_claim_id_inconclusive_z"}

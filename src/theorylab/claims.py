@@ -2,9 +2,10 @@
 
 A claim is registered once with :func:`claim`; the CLI (``theorylab list|verify``), the tests and
 the book are views of :data:`REGISTRY`, which the paper modules fill when imported
-(:func:`theorylab.papers.load_all`; this module imports no paper). A check receives a :class:`Context` (quick or full form,
-the results store, the sweep executor) and returns a :class:`Verdict` whose ``measured`` value
-comes from the computation and whose criterion decides the status (a test that can fail).
+(:func:`theorylab.papers.load_all`; this module imports no paper). A check receives a
+:class:`Context` (quick or full form, the results store, the sweep executor) and returns a
+:class:`Verdict` whose ``measured`` value comes from the computation and whose criterion
+(:mod:`theorylab.criteria`) decides the status, a test that can fail.
 
 Example
 -------

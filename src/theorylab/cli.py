@@ -95,6 +95,11 @@ def _id_column(ids):
     return Column("claim", no_wrap=True, min_width=max((len(i) for i in ids), default=5))
 
 
+def _status_column():
+    from rich.table import Column
+    return Column("status", no_wrap=True, min_width=len("inconclusive"))
+
+
 _STATUS = {"holds": "[green]holds[/]", "fails": "[red]FAILS[/]",
            "inconclusive": "[yellow]inconclusive[/]"}
 
@@ -108,8 +113,9 @@ def _fmt(x) -> str:
 
 
 def _cmd_verify(args) -> int:
+    from rich import box
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from theorylab.claims import select, verify
     from theorylab.papers import load_all
@@ -133,11 +139,14 @@ def _cmd_verify(args) -> int:
         if args.json is not None:  # whatever finished is written, even after Ctrl-C
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(rows, indent=2) + "\n")
-    from rich.table import Column
-    table = Table(_id_column(j["id"] for j in rows), Column("status", no_wrap=True, min_width=12),
-                  "expected", "measured", "CI", "s", title=f"theorylab verify{' --quick' if args.quick else ''}")
+    wide = console.width >= 120  # narrower: the expected texts are in the lines above
+    heads = ("expected", "measured", "CI", "s") if wide else ("measured", "CI", "s")
+    table = Table(_id_column(j["id"] for j in rows), _status_column(),
+                  *(Column(h, overflow="fold") for h in heads), box=None if not wide else box.HEAVY_HEAD,
+                  title=f"theorylab verify{' --quick' if args.quick else ''}")
     for j in rows:
-        table.add_row(j["id"], _STATUS[j["status"]], _fmt(j["expected"]), _fmt(j["measured"]),
+        cells = (_fmt(j["expected"]),) if wide else ()
+        table.add_row(j["id"], _STATUS[j["status"]], *cells, _fmt(j["measured"]),
                       _fmt(j["ci"]), f"{j['seconds']:.1f}")
     console.print(table)
     failed = [r for r in results if r.claim.must_hold and not r.holds]
