@@ -19,6 +19,7 @@ from theorylab.criteria import (
     RateBand,
     RateBound,
     Threshold,
+    from_description,
 )
 from theorylab.errors import ConfigError
 
@@ -165,3 +166,32 @@ def test_verdict_status_expected_and_json_come_from_the_criterion():
                               "max_half_width": 0.1}
     with pytest.raises(TypeError, match="criterion"):
         Verdict(measured=1.0, criterion="< 2")
+
+
+@st.composite
+def criteria(draw, depth=1):
+    v, hw = draw(finite), draw(st.floats(0.01, 1))
+    options = [Threshold(draw(st.sampled_from(["<", "<=", ">", ">="])), v),
+               RateBand((v, v + draw(st.floats(0, 1))), hw),
+               RateBound((v, v + draw(st.floats(0, 1))), hw),
+               CIAbove(v, hw, draw(st.booleans())), CIBelow(v, hw, draw(st.booleans())),
+               Equality(v, abs_tol=draw(st.floats(0, 1))), Equality(v, rel_tol=0.1, max_half_width=hw)]
+    if depth:
+        options.append(AllOf({"a": draw(criteria(depth=0)), "b": draw(criteria(depth=0))}))
+    return draw(st.sampled_from(options))
+
+
+@given(c=criteria(), x=finite, lo=finite, width=st.floats(0, 3))
+def test_description_round_trips_to_the_same_decision_and_text(c, x, lo, width):
+    """describe() is JSON and says everything decide() uses: rebuilt from it, the criterion
+    renders the same text and decides every measurement the same way."""
+    again = from_description(json.loads(json.dumps(c.describe())))
+    assert again.render() == c.render()
+    m = {"a": Measured(x, (lo, lo + width)), "b": Measured(-x, (lo - width, lo))}
+    value = m if isinstance(c, AllOf) else x
+    assert again.decide(value, (lo, lo + width)) == c.decide(value, (lo, lo + width))
+
+
+def test_unknown_description_is_one_line():
+    with pytest.raises(ConfigError, match="unknown criterion kind 'median'"):
+        from_description({"kind": "median"})

@@ -6,8 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from theorylab import papers
 from theorylab.claims import REGISTRY
+from theorylab.errors import ConfigError
 from theorylab.study import STUDIES
 
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -95,3 +98,19 @@ main(["verify", "--store", {str(tmp_path / "s.sqlite")!r}, "--no-progress", "_to
     assert "holds" in rows["_toy.a_rather_long_claim_identifier_that_holds_x"]
     assert "FAILS" in rows["_toy.another_long_claim_id_which_fails_y"]
     assert "inconclusive" in rows["_toy.and_a_third_long_claim_id_inconclusive_z"]
+
+
+def test_entry_points_extend_the_paper_list(monkeypatch):
+    class EP:
+        value = "theorylab_extra.papers.demo"
+
+    def fake(group):
+        return [EP(), EP()] if group == papers.ENTRY_POINT_GROUP else []
+
+    monkeypatch.setattr(papers, "entry_points", fake)
+    assert papers.modules() == (*papers.MODULES, "theorylab_extra.papers.demo")
+
+
+def test_unknown_study_is_one_line_and_names_the_lazy_ones():
+    with pytest.raises(ConfigError, match=r"unknown study 'nope'; known: .*moe-rates"):
+        papers.find_study("nope")

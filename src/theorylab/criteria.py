@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 from theorylab.errors import ConfigError
 
 __all__ = ["STATUSES", "Measured", "Criterion", "RateBand", "RateBound", "Threshold", "CIAbove",
-           "CIBelow", "Equality", "AllOf", "half_width"]
+           "CIBelow", "Equality", "AllOf", "half_width", "from_description"]
 
 STATUSES = ("holds", "fails", "inconclusive")
 
@@ -324,3 +324,23 @@ class AllOf(Criterion):
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "parts": {name: crit.describe() for name, crit in self.parts}}
+
+
+def from_description(d: Mapping[str, Any]) -> Criterion:
+    """The criterion that :meth:`Criterion.describe` described (``from_description(c.describe())``
+    decides and renders as ``c``): lets a reader of the verify JSON re-decide a verdict."""
+    kind = d.get("kind")
+    if kind in ("rate_band", "rate_bound"):
+        cls = RateBand if kind == "rate_band" else RateBound
+        return cls(tuple(d["band"]), d["max_half_width"])
+    if kind == "threshold":
+        return Threshold(d["op"], d["value"])
+    if kind in ("ci_above", "ci_below"):
+        cls = CIAbove if kind == "ci_above" else CIBelow
+        return cls(d["value"], d["max_half_width"], d["inclusive"])
+    if kind == "equality":
+        return Equality(d["value"], d["abs_tol"], d["rel_tol"], d["max_half_width"])
+    if kind == "all_of":
+        return AllOf({name: from_description(p) for name, p in d["parts"].items()})
+    raise ConfigError(f"unknown criterion kind {kind!r}; known: rate_band, rate_bound, threshold, "
+                      "ci_above, ci_below, equality, all_of.")

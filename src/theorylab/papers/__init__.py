@@ -26,7 +26,7 @@ ENTRY_POINT_GROUP = "theorylab.papers"
 def modules() -> tuple[str, ...]:
     """:data:`MODULES` followed by the modules of the ``theorylab.papers`` entry points."""
     extra = [ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)]
-    return MODULES + tuple(m for m in extra if m not in MODULES)
+    return MODULES + tuple(dict.fromkeys(m for m in extra if m not in MODULES))
 
 
 def load_all() -> dict:
