@@ -29,20 +29,21 @@ SMOKE_CONFIG = dict(size="tiny", max_len=24, n_pretrain=64, pretrain_epochs=1, n
                     device="cpu")
 
 
-def summarise(row: dict, config: dict, wall: float) -> dict:
+def summarise(records: list[dict], config: dict, wall: float) -> dict:
     """The numbers worth reporting, computed with the claims' own functions."""
     import pandas as pd
     import torch
 
+    from theorylab.empirical.esm_pipeline import accuracy_records, summary_records
     from theorylab.papers.esm import advantage_over_random, density_by_kind
-    table = pd.DataFrame([{**row, "rep": 0}])
+    table = pd.DataFrame(records).assign(rep=0)
+    summary = summary_records(table).iloc[0].to_dict()
     out = {
-        "device": row["device"],
         "device_name": (torch.cuda.get_device_name(0) if torch.cuda.is_available() else
                         platform.processor() or "cpu"),
         "torch": torch.__version__, "python": sys.version.split()[0],
         "config": config, "wall_seconds": wall,
-        **{k: v for k, v in row.items() if not k.startswith(("acc:", "dens:"))},
+        **{k: v for k, v in summary.items() if k not in ("record", "rep")},
     }
     for method in ("act", "ig"):
         for reset in ("pretrained", "zero"):
@@ -50,7 +51,9 @@ def summarise(row: dict, config: dict, wall: float) -> dict:
             out[f"advantage_{method}_{reset}"] = adv["mean"]
             out[f"advantage_{method}_{reset}_ci"] = adv["ci"]
         out[f"density_{method}"] = density_by_kind(table, method).round(4).to_dict()
-    out["accuracy"] = {k: v for k, v in row.items() if k.startswith("acc:")}
+    acc = accuracy_records(table)
+    out["accuracy"] = [{k: r[k] for k in ("method", "seed", "reset", "f", "acc")}
+                       for r in acc.to_dict("records")]
     return out
 
 
@@ -72,9 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.allow_tf32 = True
     study = EsmNeuronsStudy(**config)
     t0 = time.perf_counter()
-    row = study.run_unit({"rep": 0})
+    records = study.run_unit({"rep": 0})
     wall = time.perf_counter() - t0
-    summary = summarise(row, config, wall)
+    summary = summarise(records, config, wall)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / ("esm_smoke.json" if args.smoke else "esm_gpu.json")
     path.write_text(json.dumps(summary, indent=2, default=str) + "\n")

@@ -63,7 +63,7 @@ def test_verify_passes_when_all_hold(toy_claims, tmp_path):
     (["verify", "no_such_claim"], "unknown claim id or prefix 'no_such_claim'"),
     (["run", "no_such_study"], "unknown study 'no_such_study'"),
     (["run", "_toy", "--set", "n_rep=3"], "unknown config field 'n_rep' for ToyStudy"),
-    (["run", "_toy", "--set", "n_reps=0"], "'n_reps' of ToyStudy must be an int >= 1. Got 0."),
+    (["run", "_toy", "--set", "n_reps=0"], "'n_reps' of ToyStudy must be an int >= 1 and <= 1000. Got 0."),
     (["plot", "no_such_figure"], "unknown figure 'no_such_figure'"),
     (["run", "_toy", "--device", "cuda"], "unknown config field 'device' for ToyStudy"),
 ], ids=["claim", "study", "field", "value", "figure", "device"])

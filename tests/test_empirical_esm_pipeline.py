@@ -11,9 +11,10 @@ import pytest
 
 from theorylab.empirical.esm_pipeline import (
     EsmNeuronsStudy,
-    accuracy_table,
-    density_table,
+    accuracy_records,
+    density_records,
     load_task,
+    summary_records,
 )
 from theorylab.errors import ConfigError
 
@@ -30,7 +31,7 @@ def toy_row():
     if importlib.util.find_spec("aaanalysis") is None:
         pytest.skip("needs aaanalysis")
     study = EsmNeuronsStudy(**TOY)
-    return study, study.run_unit({"rep": 0})
+    return study, pd.DataFrame(study.run_unit({"rep": 0})).assign(rep=0)
 
 
 @pytest.mark.parametrize("field, value, fragment", [
@@ -63,33 +64,58 @@ def test_multi_task_is_disjoint_and_labelled():
 
 @needs_data
 def test_toy_run_invariants(toy_row):
-    study, row = toy_row
+    study, table = toy_row
+    summary = summary_records(table)
+    acc = accuracy_records(table)
+    dens = density_records(table)
+    assert len(summary) == 1 and len(table) == 1 + len(acc) + len(dens)
     # keeping every neuron (f = 1) restores the fine-tuned model exactly, whatever the method
-    for col in (c for c in row if c.startswith("acc:") and c.endswith(":1.0")):
-        assert row[col] == row["acc_finetuned"], col
-    for col in (c for c in row if c.startswith("dens:") and ":1.0:" in col):
-        assert row[col] == 1.0
-    acc = accuracy_table(pd.DataFrame([{**row, "rep": 0}]))
-    assert set(acc.method) == {"act", "ig", "random"}
-    assert acc.groupby(["method", "reset", "f"]).size().loc["random"].eq(study.n_random).all()
+    full = acc[acc.f == 1.0]
+    assert len(full) == len(study.resets) * (2 + study.n_random)
+    assert (full.acc == summary.acc_finetuned[0]).all()
+    assert (dens[dens.f == 1.0].density == 1.0).all()
+    assert set(acc.method) == {"act", "ig", "random", "none"}
+    rnd = acc[acc.method == "random"]
+    assert rnd.groupby(["reset", "f"]).seed.nunique().eq(study.n_random).all()
     assert acc.acc.between(0, 1).all()
-    dens = density_table(pd.DataFrame([{**row, "rep": 0}]))
     # the densities of one selection average (weighted by module size) to round(f·N)/N
     sizes = {"query": 32, "key": 32, "value": 32, "attn_out": 32, "ffn_in": 128, "ffn_out": 32}
     for (method, f), g in dens.groupby(["method", "f"]):
         w = g.kind.map(sizes).astype(float)
         total = sum(sizes.values()) * 2
         assert np.isclose((g.density * w).sum(), round(f * total)), (method, f)
-    assert row["ig_rel_error"] >= 0 and row["n_test"] > 0
+    assert summary.ig_rel_error[0] >= 0 and summary.n_test[0] > 0
 
 
 @needs_data
 def test_toy_run_is_deterministic(toy_row):
-    study, row = toy_row
-    again = study.run_unit({"rep": 0})
-    timing = {k for k in row if "seconds" in k or k.endswith("_per_s")}
-    assert {k: v for k, v in row.items() if k not in timing} == {
-        k: v for k, v in again.items() if k not in timing}
+    study, table = toy_row
+    again = pd.DataFrame(study.run_unit({"rep": 0})).assign(rep=0)
+    timing = [k for k in table if "seconds" in k or k.endswith("_per_s")]
+    pd.testing.assert_frame_equal(table.drop(columns=timing), again.drop(columns=timing))
+
+
+@needs_data
+def test_stages_are_artifacts_reused_by_a_rerun_and_a_new_grid(tmp_path):
+    """Pretraining, fine-tuning and scores are built once per store; a rerun reuses them, and so
+    does a config that changes only the preservation grid; the numbers are the same."""
+    from theorylab.store import Store
+    from theorylab.sweep import Sweeper
+    study = EsmNeuronsStudy(**TOY)
+    with Store(tmp_path / "s.sqlite") as store:
+        first = Sweeper(store, "serial", progress=False).run(study)
+        arts = store.artifacts()
+        assert sorted(arts.stage) == ["finetune", "pretrain", "scores"]
+        built = {p: (store.artifact_root / p).stat().st_mtime_ns for p in arts.path}
+        other = study.replace(fractions=(0.5, 1.0), n_random=3)
+        second = Sweeper(store, "serial", progress=False).run(other)
+        assert len(store.artifacts()) == 3  # no new stage built
+        assert {p: (store.artifact_root / p).stat().st_mtime_ns for p in arts.path} == built
+    # the selections by score (and none) reuse the stored scores: same accuracies (random draws
+    # follow the grid, as each draws its fractions from one stream)
+    a, b = (accuracy_records(t).query("method != 'random'") for t in (first, second))
+    both = a.merge(b, on=["method", "seed", "reset", "f"], suffixes=("", "_new"))
+    assert len(both) == (2 * 2 + 1) * len(study.resets) and (both.acc == both.acc_new).all()
 
 
 # ----------------------------------------------------------------------------- claims, figures
@@ -109,28 +135,33 @@ class _Ctx:
 
 
 def _synthetic_table(advantage: float, noise: float, n_random: int = 5) -> pd.DataFrame:
-    """Two replicates; method accuracies = random seed mean + ``advantage``."""
+    """Two replicates of long records; method accuracies = random seed mean + ``advantage``."""
     rng = np.random.default_rng(0)
     rows = []
     for rep in range(2):
-        row = {"rep": rep, "acc_finetuned": 0.8, "acc_majority": 0.3, "n_test": 200,
-               "acc:none:pretrained": 0.3, "acc:none:zero": 0.25, "ig_rel_error": 0.01,
-               "ig_abs_delta_max": 0.02, "ig_abs_delta_mean": 0.001, "ig_abs_gap_mean": 0.1,
-               "pretrain_loss": 2.5, "pretrain_tokens_per_s": 1e4, "device": "cpu"}
-        for reset in ("pretrained", "zero"):
+        rows.append({"rep": rep, "record": "summary", "acc_finetuned": 0.8, "acc_majority": 0.3,
+                     "n_test": 200, "ig_rel_error": 0.01, "ig_abs_delta_max": 0.02,
+                     "ig_abs_delta_mean": 0.001, "ig_abs_gap_mean": 0.1, "pretrain_loss": 2.5,
+                     "pretrain_tokens_per_s": 1e4, "device": "cpu"})
+        acc = {"rep": rep, "record": "accuracy"}
+        for reset, none in (("pretrained", 0.3), ("zero", 0.25)):
+            rows.append({**acc, "method": "none", "seed": -1, "reset": reset, "f": 0.0,
+                         "acc": none})
             for f in (0.01, 0.1, 0.5):
                 base = 0.3 + 0.4 * f
                 rnd = base + noise * rng.standard_normal(n_random)
                 for s in range(n_random):
-                    row[f"acc:random{s}:{reset}:{f}"] = rnd[s]
+                    rows.append({**acc, "method": "random", "seed": s, "reset": reset, "f": f,
+                                 "acc": rnd[s]})
                 for m in ("act", "ig"):
-                    row[f"acc:{m}:{reset}:{f}"] = rnd.mean() + advantage
+                    rows.append({**acc, "method": m, "seed": -1, "reset": reset, "f": f,
+                                 "acc": rnd.mean() + advantage})
         for method in ("act", "ig"):
             for layer in range(2):
                 for kind, d in zip(("query", "key", "value", "attn_out", "ffn_in", "ffn_out"),
                                    (0.02, 0.09, 0.05, 0.04, 0.05, 0.03), strict=True):
-                    row[f"dens:{method}:0.05:{layer}:{kind}"] = d
-        rows.append(row)
+                    rows.append({"rep": rep, "record": "density", "method": method, "f": 0.05,
+                                 "layer": layer, "kind": kind, "density": d})
     return pd.DataFrame(rows)
 
 
@@ -153,7 +184,8 @@ def test_density_and_completeness_claims(tmp_path):
     assert (v.measured, v.holds) == ("key", True)
     assert REGISTRY["esm.density.key_densest"].must_hold is False
     assert REGISTRY["esm.ig.completeness"].check(ctx).holds
-    bad = _synthetic_table(0.05, 0.01).assign(ig_rel_error=0.2)
+    bad = _synthetic_table(0.05, 0.01)
+    bad.loc[bad.record == "summary", "ig_rel_error"] = 0.2
     assert not REGISTRY["esm.ig.completeness"].check(_Ctx(bad, tmp_path)).holds
     v = REGISTRY["esm.finetune.above_chance"].check(ctx)
     assert v.holds and v.ci[0] < 0.8 < v.ci[1]

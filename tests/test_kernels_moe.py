@@ -16,9 +16,6 @@ from theorylab.errors import ConfigError, InputError
 from theorylab.kernels.moe import (
     FAMILIES,
     MoEParams,
-    _slow_jacobian,
-    _slow_moe_predict,
-    _slow_residuals,
     atom_errors,
     fit_lse,
     l2_error,
@@ -35,8 +32,9 @@ from theorylab.kernels.moe import (
     voronoi_d1,
     voronoi_d2,
 )
-from theorylab.kernels.moe_fit import _normal_core
-from theorylab.kernels.moe_voronoi import _slow_voronoi_d1, _slow_voronoi_d2
+from theorylab.kernels.moe.fit import _normal_core
+from theorylab.kernels.moe.model import _slow_jacobian, _slow_moe_predict, _slow_residuals
+from theorylab.kernels.moe.voronoi import _slow_voronoi_d1, _slow_voronoi_d2
 from theorylab.seeding import seed_for
 from theorylab.simulations import moe_rates
 
@@ -448,7 +446,7 @@ def test_bad_input_raises_one_line_error(call, exc):
 
 def test_over_specified_error_on_a_split_atom_and_slow_twin():
     from theorylab.kernels.moe import over_specified_error
-    from theorylab.kernels.moe_voronoi import _best_gauge, _slow_over_specified_error
+    from theorylab.kernels.moe.voronoi import _best_gauge, _slow_over_specified_error
     true = MoEParams(np.array([[2.0], [0.0]]), np.array([-0.5, 0.0]), np.array([[-2.0, 1.0], [3.0, -1.0]]))
     e2, e3 = 1e-2, 3e-2
     # atom 1 split unevenly (weights 0.25, 0.75) with expert errors e2 and e3

@@ -62,3 +62,18 @@ def test_nothing_imports_the_simulations_for_shared_helpers():
            and node.module and node.module.startswith("theorylab.simulations")
            and {a.name for a in node.names} & {"single_thread", "loglog_slope", "rate_band"}]
     assert not bad
+
+
+def test_moe_kernel_package_has_no_import_cycle():
+    """kernels/moe: the model imports no sibling, fit and voronoi import only the model (never the
+    package), and the package re-exports plainly (no module-level __getattr__)."""
+    pkg = SRC / "kernels" / "moe"
+    deps = {p.stem: {m for m in _imports(p) if m.startswith("theorylab.kernels.moe")}
+            for p in pkg.glob("*.py")}
+    assert set(deps) == {"__init__", "model", "fit", "voronoi"}
+    assert deps["model"] == set()
+    assert deps["fit"] == deps["voronoi"] == {"theorylab.kernels.moe.model"}
+    init = ast.parse((pkg / "__init__.py").read_text())
+    assert not any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in init.body)
+    import theorylab.kernels.moe as moe
+    assert all(hasattr(moe, name) for name in moe.__all__)

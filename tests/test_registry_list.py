@@ -38,7 +38,7 @@ def test_claims_registry_imports_no_paper():
 
 def test_declared_studies_are_the_registered_ones():
     """Each paper's STUDIES (read by `list` without importing a study) names real studies."""
-    papers.load_all()
+    papers.load_studies()
     from theorylab.empirical import beb_neural, esm_pipeline, exo_sequence  # noqa: F401
     from theorylab.simulations import beb_prompting, exo_alignment, moe_rates  # noqa: F401
     assert set(papers.study_names()) == {n for n in STUDIES if not n.startswith("_")}

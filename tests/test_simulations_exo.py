@@ -89,12 +89,12 @@ def test_same_problem_for_every_k():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"ks": (1, 4)}, "'K' of GradientEquivalenceStudy must be an int >= 2"),
+    ({"ks": (1, 4)}, "'ks' of GradientEquivalenceStudy must be an int >= 2"),
     ({"beta_pi": 0.0}, "'beta_pi' of GradientEquivalenceStudy must be a finite real > 0"),
     ({"beta_r": -1.0}, "'beta_r'"),
     ({"n_prompts": 1}, "'n_prompts'"),
     ({"n_actions": (1,)}, "'n_actions'"),
-    ({"ks": ()}, "len"),
+    ({"ks": ()}, "'ks' of GradientEquivalenceStudy must be a list of 1 to 50 ints"),
 ])
 def test_gradient_study_config_errors(kwargs, match):
     with pytest.raises(ConfigError, match=match) as ei:

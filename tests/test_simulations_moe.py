@@ -18,8 +18,8 @@ TINY = dict(ns=(60, 120), n_reps=2, n_starts=3, max_iter=60)
 
 @pytest.mark.parametrize("changes, message", [
     ({"expert": "relu"}, "'expert' of MoERateStudy must be one of 'sigmoid', 'tanh', 'linear', 'polynomial'. Got 'relu'."),
-    ({"k_fit": 0}, "'k_fit' of MoERateStudy must be an int >= 1. Got 0."),
-    ({"k_true": 0}, "'k_true' of MoERateStudy must be an int >= 1. Got 0."),
+    ({"k_fit": 0}, "'k_fit' of MoERateStudy must be an int >= 1 and <= 20. Got 0."),
+    ({"k_true": 0}, "'k_true' of MoERateStudy must be an int >= 1 and <= 20. Got 0."),
     ({"k_fit": 1}, "'k_fit' of MoERateStudy must be >= k_true = 2"),
     ({"ns": (5, 100)}, "must be >= the number of free parameters (6 for k=2, d=1). Got n = 5."),
     ({"noise_sd": float("nan")}, "'noise_sd' of MoERateStudy must be a finite real > 0. Got nan."),

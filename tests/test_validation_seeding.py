@@ -56,3 +56,26 @@ def test_seed_for_is_deterministic_and_key_sensitive(base, keys):
     assert seed_for(base, *keys, 0) != seed_for(base, *keys, 1)
     a, b = rng_for(base, *keys).random(4), rng_for(base, *keys).random(4)
     assert np.array_equal(a, b)
+
+
+@given(st.integers(0, 2**40), st.lists(st.one_of(st.integers(0, 10**6), st.text(max_size=5)), max_size=3))
+def test_torch_seed_is_seed_for_and_a_valid_torch_seed(base, keys):
+    import torch
+
+    from theorylab.seeding import torch_generator, torch_seed
+    s = torch_seed(base, *keys)
+    assert s == seed_for(base, *keys) and 0 <= s < 2**63
+    assert torch.Generator().manual_seed(s).initial_seed() == s  # torch keeps all 63 bits
+    a, b = torch_generator(base, *keys), torch_generator(base, *keys)
+    assert a.initial_seed() == s
+    assert torch.equal(torch.rand(5, generator=a), torch.rand(5, generator=b))
+    assert not torch.equal(torch.rand(5, generator=torch_generator(base, *keys, "x")),
+                           torch.rand(5, generator=torch_generator(base, *keys)))
+
+
+def test_seeding_does_not_import_torch():
+    import subprocess
+    import sys
+    code = "import sys, theorylab.seeding; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,4 +1,4 @@
-"""Command line: ``theorylab list | verify | run | plot``. Thin: parse, call the library, print.
+"""Command line: ``theorylab list | verify | run | plot | store``. Thin: parse, call the library, print.
 
 Errors that theorylab raises on purpose print as one line (``error: ...``) with exit status 2;
 ``verify`` exits 1 when a claim that must hold does not.
@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="plot the quick form's results")
     p.add_argument("--store", type=Path, default=None)
     p.add_argument("--outdir", type=Path, default=Path("theorylab-results/figures"))
+
+    p = sub.add_parser("store", help="what a results store holds (units, records, artifacts, "
+                                     "bytes); 'prune' removes what stale study versions left")
+    p.add_argument("action", nargs="?", default="list", choices=("list", "prune"))
+    p.add_argument("--store", type=Path, default=None)
     return parser
 
 
@@ -206,9 +211,51 @@ def _cmd_plot(args) -> int:
     return 0
 
 
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def _cmd_store(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from theorylab.papers import load_studies
+    from theorylab.store import Store
+    load_studies()  # the studies' current versions decide what is stale
+    console = Console(width=None if sys.stdout.isatty() else 130)  # never truncate into a pipe
+    with Store(args.store) as store:
+        if args.action == "prune":
+            counts = store.prune()
+            console.print(f"pruned {store.path}: {counts['configs']} stale config(s), "
+                          f"{counts['units']} unit(s), {counts['artifacts']} artifact(s) "
+                          f"({_size(counts['bytes'])}), {counts['temp_files']} temporary file(s)",
+                          soft_wrap=True)
+            return 0
+        s = store.summary()
+        table = Table("study", "config", "units", "records", "artifacts", "bytes", "last run",
+                      "stale", title=f"{store.path}")
+        for r in s.itertuples():
+            table.add_row(r.study, r.config_hash, str(r.units), str(r.records), str(r.artifacts),
+                          _size(r.artifact_bytes), r.last_run or "", "stale" if r.stale else "")
+        console.print(table)
+        db = sum(p.stat().st_size for p in store.path.parent.glob(store.path.name + "*"))
+        n_stale = int(s.stale.sum())
+        console.print(f"{len(s)} config(s), {int(s.units.sum())} unit(s), "
+                      f"{int(s.artifacts.sum())} artifact(s) ({_size(s.artifact_bytes.sum())}); "
+                      f"database {_size(db)}"
+                      + (f"; {n_stale} stale: `theorylab store prune` removes them"
+                         if n_stale else ""), soft_wrap=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"list": _cmd_list, "verify": _cmd_verify, "run": _cmd_run, "plot": _cmd_plot}
+    handler = {"list": _cmd_list, "verify": _cmd_verify, "run": _cmd_run, "plot": _cmd_plot,
+               "store": _cmd_store}
     try:
         return handler[args.command](args)
     except TheorylabError as exc:

@@ -5,7 +5,8 @@ The CLI prints ``error: <message>`` and exits with status 2 for any :class:`Theo
 
 from __future__ import annotations
 
-__all__ = ["TheorylabError", "ConfigError", "InputError", "DataFormatError", "StoreError"]
+__all__ = ["TheorylabError", "ConfigError", "InputError", "DataFormatError", "StoreError",
+           "TrainingDivergedError"]
 
 
 class TheorylabError(Exception):
@@ -34,3 +35,18 @@ class DataFormatError(TheorylabError, ValueError):
 
 class StoreError(TheorylabError):
     """The results store lacks what was asked of it (e.g. a figure before its study ran)."""
+
+
+class TrainingDivergedError(TheorylabError):
+    """Training produced a non-finite loss; the message names the step and epoch.
+
+    Not an :class:`InputError`: the inputs were valid, the optimisation blew up (lower the
+    learning rate). ``result`` holds the history up to the last finished step.
+    """
+
+    def __init__(self, message: str, step: int | None = None, epoch: int | None = None,
+                 result: object | None = None):
+        super().__init__(message)
+        self.step = step
+        self.epoch = epoch
+        self.result = result

@@ -1,14 +1,19 @@
-"""Resumable results store: SQLite (stdlib), one row per finished unit of work.
+"""Resumable results store: SQLite (stdlib), one entry per finished unit of work.
 
-Rows are keyed by ``(experiment, config_hash, unit_key)`` and each is committed the moment its
-unit finishes (WAL journal), so a study killed at any point (Ctrl-C, ``kill -9``) and rerun with
-the same config skips the finished units and loses none. Each run also leaves a JSON manifest
-(versions, git commit, config, host, wall time) under ``<store dir>/manifests/``.
+Units are keyed by ``(experiment, config_hash, unit_key)`` and each is committed the moment it
+finishes (WAL journal), so a study killed at any point (Ctrl-C, ``kill -9``) and rerun with the
+same config skips the finished units and loses none. A unit's result is one row or a list of
+long records; :meth:`Store.table` returns one tidy table either way. Artifacts (the stages of
+staged studies, :mod:`theorylab.artifacts`) are files under ``<store dir>/artifacts/`` recorded in
+the ``artifacts`` table. Each run also leaves a JSON manifest (versions, git commit, config, host,
+wall time) under ``<store dir>/manifests/``. :meth:`Store.summary` lists what a store holds and
+:meth:`Store.prune` removes what older versions of the studies left.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -22,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from theorylab.errors import StoreError
-from theorylab.study import Study, config_dict, config_hash, unit_key
+from theorylab.study import STUDIES, Study, _stable_json, config_dict, config_hash, unit_key
 
 __all__ = ["Store", "default_store_path", "environment_info"]
 
@@ -38,6 +43,11 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY AUTOINCREMENT, experiment TEXT NOT NULL,
     config_hash TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT,
     n_units INTEGER, n_computed INTEGER, wall_seconds REAL, manifest_path TEXT);
+CREATE TABLE IF NOT EXISTS artifacts (
+    experiment TEXT NOT NULL, scope_hash TEXT NOT NULL, stage TEXT NOT NULL, key TEXT NOT NULL,
+    version INTEGER NOT NULL, path TEXT NOT NULL, format TEXT NOT NULL, bytes INTEGER,
+    seconds REAL, created_at TEXT NOT NULL,
+    PRIMARY KEY (experiment, scope_hash, stage, key));
 """
 
 
@@ -111,8 +121,11 @@ class Store:
                            (study.name, h, json.dumps(config_dict(study), sort_keys=True)))
         return h
 
-    def put(self, study: Study, unit: dict, row: dict, seconds: float | None = None) -> None:
-        """Commit one finished unit (idempotent: a unit already stored is kept as it was)."""
+    def put(self, study: Study, unit: dict, row: dict | list[dict],
+            seconds: float | None = None) -> None:
+        """Commit one finished unit: a row, or long records (a list of rows). Idempotent: a unit
+        already stored is kept as it was."""
+        _check_result(study, unit, row)
         self._conn.execute(
             "INSERT OR IGNORE INTO units VALUES (?, ?, ?, ?, ?, ?)",
             (study.name, config_hash(study), unit_key(unit),
@@ -158,17 +171,19 @@ class Store:
             (study.name, config_hash(study)))
         position = {unit_key(u): i for i, u in enumerate(study.units())}
         records = []
+        n_units = 0
         for key, row_json, seconds in sorted(cur.fetchall(),
                                              key=lambda r: (position.get(r[0], len(position)), r[0])):
-            rec = dict(json.loads(key))
-            rec.update(json.loads(row_json))
-            rec["unit_seconds"] = seconds
-            records.append(rec)
+            unit = json.loads(key)
+            result = json.loads(row_json)
+            n_units += 1
+            for row in (result if isinstance(result, list) else [result]):
+                records.append({**unit, **row, "unit_seconds": seconds})
         if require_complete:
-            missing = len(study.units()) - len(records)
+            missing = len(study.units()) - n_units
             if missing > 0:
                 raise StoreError(
-                    f"store {self.path} has {len(records)} of {len(study.units())} units of "
+                    f"store {self.path} has {n_units} of {len(study.units())} units of "
                     f"'{study.name}' (config {config_hash(study)}); run it first "
                     f"(theorylab run {study.name}{' --quick' if _is_quick(study) else ''}).")
         return pd.DataFrame.from_records(records)
@@ -176,12 +191,106 @@ class Store:
     def runs(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM runs ORDER BY run_id", self._conn)
 
+    def artifacts(self) -> pd.DataFrame:
+        """Every recorded artifact: experiment, scope hash, stage, key, version, path, bytes..."""
+        return pd.read_sql_query("SELECT * FROM artifacts ORDER BY experiment, stage, key",
+                                 self._conn)
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.path.parent / "artifacts"
+
+    # -- housekeeping ---------------------------------------------------------------------------
+    def _config_is_current(self, experiment: str, chash: str, config_json: str) -> bool:
+        """True if the study still exists and its current ``version`` hashes to ``chash``."""
+        cls = STUDIES.get(experiment)
+        if cls is None:
+            return False
+        payload = _stable_json({"name": experiment, "version": cls.version,
+                                "config": json.loads(config_json)})
+        return hashlib.sha256(payload.encode()).hexdigest()[:16] == chash
+
+    def summary(self) -> pd.DataFrame:
+        """One row per (study, config): units and records held, artifacts and their bytes, and
+        whether the config belongs to the study's current ``version`` (``stale`` otherwise)."""
+        rows = []
+        for exp, chash, cfg in self._conn.execute(
+                "SELECT experiment, config_hash, config_json FROM configs ORDER BY experiment"):
+            n_units, n_rec = 0, 0
+            for (row_json,) in self._conn.execute(
+                    "SELECT row_json FROM units WHERE experiment=? AND config_hash=?", (exp, chash)):
+                n_units += 1
+                n_rec += len(json.loads(row_json)) if row_json.startswith("[") else 1
+            last = self._conn.execute("SELECT MAX(finished_at) FROM runs WHERE experiment=? AND "
+                                      "config_hash=?", (exp, chash)).fetchone()[0]
+            rows.append({"study": exp, "config_hash": chash, "units": n_units, "records": n_rec,
+                         "artifacts": 0, "artifact_bytes": 0, "last_run": last,
+                         "stale": not self._config_is_current(exp, chash, cfg)})
+        for exp, scope, version, n, size in self._conn.execute(
+                "SELECT experiment, scope_hash, version, COUNT(*), SUM(bytes) FROM artifacts "
+                "GROUP BY experiment, scope_hash, version"):
+            cls = STUDIES.get(exp)
+            match = [r for r in rows if r["study"] == exp and r["config_hash"] == scope]
+            if match:
+                match[0]["artifacts"] += n
+                match[0]["artifact_bytes"] += int(size or 0)
+            else:  # a stage scoped by `depends_on`: its own line
+                rows.append({"study": exp, "config_hash": scope, "units": 0, "records": 0,
+                             "artifacts": n, "artifact_bytes": int(size or 0), "last_run": None,
+                             "stale": cls is None or cls.version != version})
+        return pd.DataFrame(rows, columns=["study", "config_hash", "units", "records",
+                                           "artifacts", "artifact_bytes", "last_run", "stale"])
+
+    def prune(self) -> dict[str, int]:
+        """Delete what stale study versions left (units, configs, artifacts and their files) and
+        leftover temporary files of interrupted artifact writes. Returns the counts removed."""
+        import shutil
+        counts = {"configs": 0, "units": 0, "artifacts": 0, "bytes": 0, "temp_files": 0}
+        stale = [(e, h) for e, h, c in self._conn.execute(
+            "SELECT experiment, config_hash, config_json FROM configs").fetchall()
+                 if not self._config_is_current(e, h, c)]
+        with self._conn:
+            for exp, chash in stale:
+                counts["units"] += self._conn.execute(
+                    "DELETE FROM units WHERE experiment=? AND config_hash=?", (exp, chash)).rowcount
+                counts["configs"] += self._conn.execute(
+                    "DELETE FROM configs WHERE experiment=? AND config_hash=?", (exp, chash)).rowcount
+        for exp, scope, stage, key, version, rel, size in self._conn.execute(
+                "SELECT experiment, scope_hash, stage, key, version, path, bytes FROM artifacts"
+        ).fetchall():
+            cls = STUDIES.get(exp)
+            if cls is not None and cls.version == version and (exp, scope) not in stale:
+                continue
+            (self.artifact_root / rel).unlink(missing_ok=True)
+            self._conn.execute("DELETE FROM artifacts WHERE experiment=? AND scope_hash=? AND "
+                               "stage=? AND key=?", (exp, scope, stage, key))
+            counts["artifacts"] += 1
+            counts["bytes"] += int(size or 0)
+        if self.artifact_root.exists():
+            for tmp in self.artifact_root.rglob(".*.tmp"):  # interrupted atomic writes
+                tmp.unlink(missing_ok=True)
+                counts["temp_files"] += 1
+            for folder in sorted(self.artifact_root.rglob("*"), reverse=True):
+                if folder.is_dir() and not any(p.suffix in (".pt", ".parquet")
+                                               for p in folder.rglob("*")):
+                    shutil.rmtree(folder, ignore_errors=True)
+        return counts
+
 
 def _is_quick(study: Study) -> bool:
     try:
         return study.quick() == study
     except Exception:  # noqa: BLE001 - only a hint in a message
         return False
+
+
+def _check_result(study: Study, unit: dict, row: Any) -> None:
+    """A unit returns a dict (one row) or a non-empty list of dicts: say which unit did not."""
+    rows = row if isinstance(row, list) else [row]
+    if not rows or any(not isinstance(r, dict) for r in rows):
+        raise StoreError(f"unit {unit_key(unit)} of '{study.name}' returned {type(row).__name__}"
+                         f"; run_unit must return a dict (one row) or a non-empty list of dicts "
+                         f"(long records).")
 
 
 def _json_default(value: Any) -> Any:

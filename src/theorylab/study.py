@@ -2,10 +2,16 @@
 
 A *study* is a frozen dataclass whose fields are its configuration (defaults reproduce the
 paper's setting). ``units()`` lists the units of work (small JSON-able dicts such as
-``{"n": 1000, "rep": 3}``); ``run_unit(unit)`` computes one table row deterministically (seeded
-from the unit). The store keys each row by ``(name, config_hash(), unit_key(unit))``, so a rerun
-with the same config skips finished units. ``quick()`` gives the small form that CI runs: fewer
-sizes and replications, never looser criteria.
+``{"n": 1000, "rep": 3}``); ``run_unit(unit, ctx)`` computes them deterministically (seeded from
+the unit) and returns one row (a flat dict of scalars) or *long records* (a list of such dicts,
+e.g. one per (method, fraction) or (round, strategy)). The store keys each unit by
+``(name, config_hash(), unit_key(unit))``, so a rerun with the same config skips finished units.
+Expensive earlier stages (a pretrained model, a generated data set) come from
+``ctx.artifact(stage, key, build)`` (:mod:`theorylab.artifacts`): built once, stored beside the
+results, reused by every worker and rerun. ``quick()`` gives the small form that CI runs: fewer
+sizes and replications, never looser criteria. Each study declares its fields' rules once in
+``constraints`` (:mod:`theorylab.constraints`), checked at construction; ``check()`` holds the
+rules that involve several fields.
 """
 
 from __future__ import annotations
@@ -13,11 +19,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from theorylab.constraints import Constrained
 from theorylab.errors import ConfigError
 
-__all__ = ["Study", "STUDIES", "config_dict", "config_hash", "unit_key", "from_dict"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from theorylab.artifacts import UnitContext
+
+__all__ = ["Study", "STUDIES", "config_dict", "config_hash", "unit_key", "from_dict", "records",
+           "memory_context"]
 
 #: Every study class by its ``name`` (filled as subclasses are defined): what ``theorylab run`` runs.
 STUDIES: dict[str, type] = {}
@@ -71,8 +84,9 @@ def from_dict(cls: type[Study], values: dict[str, Any]) -> Study:
 
 
 @dataclasses.dataclass(frozen=True)
-class Study:
-    """Base class of every study (subclass as a frozen dataclass and set ``name``)."""
+class Study(Constrained):
+    """Base class of every study (subclass as a frozen dataclass, set ``name``, declare
+    ``constraints`` for every field; cross-field rules go in ``check()``)."""
 
     name: ClassVar[str] = "study"
     #: Version of what ``run_unit`` computes: part of the config hash (bump on change).
@@ -87,8 +101,12 @@ class Study:
         """The independent units of work, each a small JSON-able dict."""
         raise NotImplementedError
 
-    def run_unit(self, unit: dict) -> dict:
-        """Compute one unit: a flat dict of scalars (one table row)."""
+    def run_unit(self, unit: dict, ctx: UnitContext | None = None) -> dict | list[dict]:
+        """Compute one unit: a flat dict of scalars (one row) or a list of them (long records).
+
+        ``ctx`` (given by the sweep) provides ``ctx.artifact(stage, key, build)``; a study that
+        uses artifacts and is called without one falls back to :func:`memory_context`.
+        """
         raise NotImplementedError
 
     def quick(self) -> Study:
@@ -99,3 +117,19 @@ class Study:
         """A copy with some fields changed (validated like the original)."""
         return from_dict(type(self), {**{f.name: getattr(self, f.name)
                                          for f in dataclasses.fields(self)}, **changes})
+
+
+def memory_context(study: Study, ctx: UnitContext | None = None) -> UnitContext:
+    """``ctx`` itself, or (when a unit is run by hand, outside a sweep) one whose artifacts live
+    in memory only."""
+    from theorylab.artifacts import UnitContext
+    return ctx if ctx is not None else UnitContext(study, None)
+
+
+def records(table: pd.DataFrame, kind: str, column: str = "record") -> pd.DataFrame:
+    """The rows of one kind of long record (``table[column] == kind``), without the columns that
+    only other kinds fill (all-NaN here), index reset."""
+    if column not in table.columns:
+        raise ConfigError(f"table has no {column!r} column; its records are not of several kinds.")
+    sub = table[table[column] == kind]
+    return sub.dropna(axis=1, how="all").reset_index(drop=True)

@@ -26,6 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 import pandas as pd
 from tqdm.auto import tqdm
 
+from theorylab.artifacts import UnitContext
 from theorylab.errors import ConfigError
 from theorylab.store import Store
 from theorylab.study import Study, unit_key
@@ -46,10 +47,11 @@ def _init_worker() -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
-def run_unit_timed(study: Study, unit: dict) -> tuple[dict, dict, float]:
+def run_unit_timed(study: Study, unit: dict, ctx: UnitContext | None = None
+                   ) -> tuple[dict, dict | list[dict], float]:
     """Run one unit and time it (top-level so that it pickles for pools and Dask)."""
     t0 = time.perf_counter()
-    row = study.run_unit(unit)
+    row = study.run_unit(unit, ctx)
     return unit, row, time.perf_counter() - t0
 
 
@@ -131,12 +133,15 @@ class Sweeper:
         return self.store.table(study)
 
     def _iter_results(self, study: Study, todo: list[dict]):
+        # every unit may use the study's artifacts, stored beside the results (with a remote Dask
+        # cluster the store's folder must be on a file system the workers share)
+        ctx = UnitContext(study, self.store.path)
         if self.executor == "serial" or (self.executor == "process" and len(todo) == 1):
             for unit in todo:
-                yield run_unit_timed(study, unit)
+                yield run_unit_timed(study, unit, ctx)
         elif self.executor == "process":
             pool = self._get_pool()
-            pending = {pool.submit(run_unit_timed, study, u) for u in todo}
+            pending = {pool.submit(run_unit_timed, study, u, ctx) for u in todo}
             try:
                 while pending:
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -149,7 +154,7 @@ class Sweeper:
         else:
             from distributed import as_completed
             client = self._get_client()
-            futures = [client.submit(run_unit_timed, study, u, pure=False) for u in todo]
+            futures = [client.submit(run_unit_timed, study, u, ctx, pure=False) for u in todo]
             try:
                 for fut in as_completed(futures):
                     yield fut.result()

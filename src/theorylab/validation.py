@@ -1,7 +1,8 @@
 """Validation at the boundary: one-line errors naming the owner, the parameter, the rule, the value.
 
 Message template (after scikit-learn's): ``'k' of MoERateStudy must be an int >= 1. Got 0.``
-Kernels assume validated input; public wrappers and config ``__post_init__`` call these.
+Kernels assume validated input; public wrappers call these, and configs declare their fields'
+rules in :mod:`theorylab.constraints` (same messages).
 """
 
 from __future__ import annotations

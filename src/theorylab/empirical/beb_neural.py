@@ -32,12 +32,13 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from theorylab.constraints import POSITIVE, SEED, UNIT_OPEN, Device, Int, Real
 from theorylab.empirical.lm import TinyLM
 from theorylab.empirical.train import TrainConfig, train
-from theorylab.seeding import rng_for, seed_for
+from theorylab.errors import ConfigError
+from theorylab.seeding import rng_for, torch_generator, torch_seed
 from theorylab.simulations.beb_prompting import SigmoidStudy, beta_stationary
 from theorylab.study import Study
-from theorylab.validation import check_int, check_real
 
 __all__ = ["NeuralBEBStudy"]
 
@@ -53,6 +54,7 @@ class NeuralBEBStudy(Study):
     """Neural LM vs its exact generating mixture (one unit = one seed: corpus, training, measures)."""
 
     name: ClassVar[str] = "beb-neural"
+    version: ClassVar[int] = 2  # 2: training seeded with the full 63-bit torch_seed (was % 2**31)
     n_reps: int = 3
     log_inv_alpha: float = 2.0     # alpha = e^-2 ~ 0.14: enough P- text to learn it from
     rho: float = 0.5               # P+ puts mass rho on bad sentences (lower beta: longer curve)
@@ -72,15 +74,37 @@ class NeuralBEBStudy(Study):
     torch_threads: int = 1         # CPU intra-op threads while this unit runs
     seed: int = 0
 
-    def __post_init__(self):
+    constraints: ClassVar = {
+        "n_reps": Int(1, 100),
+        "log_inv_alpha": Real(0, 700, lo_open=True),  # alpha = e^-x underflows past ~745
+        "rho": UNIT_OPEN,
+        "n_sentences": Int(2, 200),
+        # memory: corpora of n_docs x (doc_len + 1) int64 tokens (10^5 x 1025 x 8 B = 820 MB)
+        # and attention of 64 x 4 heads x (doc_len + 1)^2 floats per batch (1 GB at 1024)
+        "doc_len": Int(1, 1024),
+        "n_docs": Int(1, 100_000),
+        "n_persona_docs": Int(1, 100_000),
+        "epochs": Int(1, 1000),
+        "ft_epochs": Int(1, 1000),
+        "lr": POSITIVE,
+        "ft_lr": POSITIVE,
+        "d_model": Int(4, 1024),            # 4 heads: a multiple of 4 (check())
+        "n_prompts": Int(1, 100_000),        # (n_prompts, n_prompt + 1, S + 1) log-probs
+        "n_prompt": Int(1, 100),             # a row has 5 (n_prompt + 1) columns
+        "n_continuations": Int(1, 10**6),
+        "device": Device(),
+        "torch_threads": Int(1, 256),
+        "seed": SEED,
+    }
+
+    def check(self):
         o = type(self).__name__
-        for f in ("n_reps", "torch_threads", "n_sentences", "doc_len", "n_docs", "n_persona_docs", "epochs",
-                  "ft_epochs", "d_model", "n_prompts", "n_prompt", "n_continuations"):
-            check_int(o, f, getattr(self, f), lo=1)
-        check_real(o, "log_inv_alpha", self.log_inv_alpha, lo=0, lo_open=True)
-        check_real(o, "rho", self.rho, lo=0, hi=1, lo_open=True, hi_open=True)
-        check_real(o, "lr", self.lr, lo=0, lo_open=True)
-        check_real(o, "ft_lr", self.ft_lr, lo=0, lo_open=True)
+        if self.d_model % 4:
+            raise ConfigError(f"'d_model' of {o} must be a multiple of 4 (the heads). "
+                              f"Got {self.d_model}.")
+        if self.n_prompt > self.doc_len:  # the LM's positions cover BOS + doc_len sentences
+            raise ConfigError(f"'n_prompt' of {o} must be <= doc_len = {self.doc_len}. "
+                              f"Got {self.n_prompt}.")
 
     def units(self):
         return [{"rep": r} for r in range(self.n_reps)]
@@ -113,7 +137,7 @@ class NeuralBEBStudy(Study):
             toks = torch.cat([toks, nxt], 1)
         return toks
 
-    def run_unit(self, unit):
+    def run_unit(self, unit, ctx=None):
         # a model this small runs fastest on one CPU thread (intra-op threading costs more than it
         # saves; measured 5x slower with 2 threads on a busy 2-core machine)
         threads = torch.get_num_threads()
@@ -131,10 +155,10 @@ class NeuralBEBStudy(Study):
         corpus = self._docs(model, rng, self.n_docs, None)
         minus_docs = self._docs(model, rng, self.n_persona_docs, True)
         plus_docs = self._docs(model, rng, self.n_persona_docs, False)
-        torch.manual_seed(seed_for(self.seed, "neural-init", rep))
+        torch.manual_seed(torch_seed(self.seed, "neural-init", rep))
         lm = TinyLM(S + 1, d_model=self.d_model, n_layers=2, n_heads=4, max_len=self.doc_len + 1)
         cfg = TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=64, device=self.device,
-                          seed=seed_for(self.seed, "neural-train", rep) % 2**31)
+                          seed=torch_seed(self.seed, "neural-train", rep))
         res = train(lm, _lm_loss, corpus, cfg)
         ft = TrainConfig(epochs=self.ft_epochs, lr=self.ft_lr, batch_size=32, device=self.device,
                          seed=cfg.seed + 1)
@@ -144,7 +168,7 @@ class NeuralBEBStudy(Study):
         for m in (lm, lm_m, lm_p):
             m.eval()
 
-        gen = torch.Generator().manual_seed(seed_for(self.seed, "neural-sample", rep) % 2**63)
+        gen = torch_generator(self.seed, "neural-sample", rep)
         prompts = self._sample_prompts(lm_m, gen, self.n_prompts, S)  # (N, 1 + n_prompt)
         lp_full, lp_m, lp_p = (self._next_logp(m, prompts) for m in (lm, lm_m, lm_p))
         p_m = lp_m.exp()

@@ -11,22 +11,24 @@ One unit = one replicate ``rep`` (its own seeds) of the whole pipeline:
    fine-tuned weights, reset the rest to pretrained weights or to zero, measure test accuracy;
 5. density of selected neurons per (layer, module kind).
 
-The row is wide: ``acc:<method>:<reset>:<f>`` (methods ``act``, ``ig``, ``random<s>``) and
-``dens:<method>:<f>:<layer>:<kind>``; :func:`accuracy_table` and :func:`density_table` turn a
-study table into long form.
+Stages 1-3 are artifacts (:mod:`theorylab.artifacts`), each keyed by the config fields it depends
+on, so a rerun, or a change of the preservation grid, reuses the trained models and scores. A unit
+returns long records: one ``summary`` per replicate, one ``accuracy`` record per (method, random
+seed, reset, f) and one ``density`` record per (method, f, layer, module kind).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
+from theorylab.constraints import POSITIVE, SEED, Choice, Device, Int, Real, Tuple
 from theorylab.empirical.data.proteins import SHIPPED_SETS, cluster_split, load_shipped
 from theorylab.empirical.esm_model import (
     ESM_SHAPES,
@@ -47,12 +49,16 @@ from theorylab.empirical.esm_neurons import (
     select_random,
     select_top,
 )
-from theorylab.errors import ConfigError
-from theorylab.seeding import rng_for, seed_for
-from theorylab.study import Study
-from theorylab.validation import check_choice, check_int, check_real
+from theorylab.seeding import rng_for, seed_for, torch_generator, torch_seed
+from theorylab.study import Study, memory_context, records
+from theorylab.validation import check_choice
 
-__all__ = ["TASKS", "RESETS", "load_task", "EsmNeuronsStudy", "accuracy_table", "density_table"]
+if TYPE_CHECKING:
+    from theorylab.artifacts import UnitContext
+
+__all__ = ["TASKS", "RESETS", "load_task", "EsmNeuronsStudy", "accuracy_records",
+           "density_records", "summary_records", "PRETRAIN_FIELDS", "FINETUNE_FIELDS",
+           "SCORES_FIELDS"]
 
 #: binary tasks = the shipped sets' own labels; "multi" = source set of the positive sequences.
 TASKS = ("soluble", "capsid", "tail", "disulfide", "multi")
@@ -110,6 +116,7 @@ class EsmNeuronsStudy(Study):
     """Knowledge-neuron preservation study (defaults: the full CPU run of the book chapter)."""
 
     name: ClassVar[str] = "esm-neurons"
+    version: ClassVar[int] = 2  # 2: staged (artifacts), long records, one torch seed helper
 
     task: str = "multi"                # shipped task (TASKS)
     size: str = "small"                # ESM_SHAPES key: tiny | small | t6_8M
@@ -131,30 +138,27 @@ class EsmNeuronsStudy(Study):
     device: str = "auto"
     seed: int = 0
 
-    def __post_init__(self):
-        o = type(self).__name__
-        check_choice(o, "task", self.task, TASKS)
-        check_choice(o, "size", self.size, tuple(ESM_SHAPES))
-        check_int(o, "max_len", self.max_len, lo=8)
-        for f in ("n_pretrain", "pretrain_epochs", "finetune_epochs", "batch_size", "patience",
-                  "ig_steps", "n_reps"):
-            check_int(o, f, getattr(self, f), lo=1)
-        check_int(o, "n_task", self.n_task, lo=20)
-        check_int(o, "n_attr", self.n_attr, lo=2)
-        check_int(o, "n_random", self.n_random, lo=2)
-        check_real(o, "pretrain_lr", self.pretrain_lr, lo=0, lo_open=True)
-        check_real(o, "finetune_lr", self.finetune_lr, lo=0, lo_open=True)
-        if not self.fractions:
-            raise ConfigError(f"'fractions' of {o} must be non-empty. Got ().")
-        for f in self.fractions:
-            check_real(o, "fractions", f, lo=0, hi=1, lo_open=True)
-        if not self.resets:
-            raise ConfigError(f"'resets' of {o} must be non-empty. Got ().")
-        for r in self.resets:
-            check_choice(o, "resets", r, RESETS)
-        check_int(o, "seed", self.seed, lo=0)
-        if not isinstance(self.device, str):
-            raise ConfigError(f"'device' of {o} must be a string. Got {self.device!r}.")
+    constraints: ClassVar = {
+        "task": Choice(TASKS),
+        "size": Choice(tuple(ESM_SHAPES)),
+        "max_len": Int(8, 1024),             # attention is batch x heads x max_len^2 floats
+        "n_pretrain": Int(1, 100_000),       # held as token tensors (n x max_len int64)
+        "pretrain_epochs": Int(1, 1000),
+        "pretrain_lr": POSITIVE,
+        "n_task": Int(20, 100_000),
+        "finetune_epochs": Int(1, 1000),
+        "finetune_lr": POSITIVE,
+        "batch_size": Int(1, 4096),
+        "patience": Int(1, 1000),
+        "n_attr": Int(2, 10_000),
+        "ig_steps": Int(1, 1000),            # IG runs a batch of ig_steps scaled activations
+        "fractions": Tuple(Real(0, 1, lo_open=True), max_len=100),
+        "n_random": Int(2, 1000),
+        "resets": Tuple(Choice(RESETS), max_len=len(RESETS)),
+        "n_reps": Int(1, 100),
+        "device": Device(),
+        "seed": SEED,
+    }
 
     def quick(self) -> EsmNeuronsStudy:
         """CI form: tiny model, short sequences, fewer data; same fractions, seeds and tests."""
@@ -165,14 +169,28 @@ class EsmNeuronsStudy(Study):
         return [{"rep": r} for r in range(self.n_reps)]
 
     # -------------------------------------------------------------------------------- pipeline
-    def run_unit(self, unit: dict) -> dict:
-        from theorylab.empirical.train import TrainConfig, pick_device, train
+    def run_unit(self, unit: dict, ctx: UnitContext | None = None) -> list[dict]:
+        """One replicate: three stages as artifacts (pretrain → finetune → scores), then the
+        preservation and density measurements as long records (``record`` = "summary",
+        "accuracy" or "density")."""
+        ctx = memory_context(self, ctx)
         rep = int(unit["rep"])
-        device = pick_device(self.device)
-        row: dict = {"device": str(device)}
         t_start = time.perf_counter()
+        data = self._task_data(rep)
+        pre = ctx.artifact("pretrain", rep, lambda: self._pretrain(rep, data),
+                           depends_on=PRETRAIN_FIELDS)
+        ft = ctx.artifact("finetune", rep, lambda: self._finetune(rep, data, pre),
+                          depends_on=FINETUNE_FIELDS)
+        sc = ctx.artifact("scores", rep, lambda: self._scores(rep, data, ft),
+                          depends_on=SCORES_FIELDS)
+        model = self._classifier(data, ft["state"])
+        summary = {"record": "summary", **pre["stats"], **ft["stats"], **sc["stats"]}
+        recs = self._preservation(rep, data, model, pre["state"], ft["state"], sc)
+        summary["seconds_total"] = time.perf_counter() - t_start
+        return [summary, *recs]
 
-        # -- data: class-balanced task sample, cluster split, pretraining corpus
+    def _task_data(self, rep: int) -> dict:
+        """Class-balanced task sample, its cluster split, tokens, and the pretraining corpus."""
         df, names = load_task(self.task)
         rng = rng_for(self.seed, "task", rep)
         per_class = self.n_task // len(names)
@@ -184,31 +202,52 @@ class EsmNeuronsStudy(Study):
         corpus = pd.concat([load_shipped(s) for s in SHIPPED_SETS]).sequence.drop_duplicates()
         corpus = corpus[~corpus.isin(test_seqs) & (corpus.str.len() >= 10)].to_numpy()
         corpus = rng_for(self.seed, "corpus", rep).permutation(corpus)[: self.n_pretrain]
+        tokens = encode(list(df.sequence), self.max_len)
+        labels = torch.tensor(df.label.values, dtype=torch.long)
+        tr, va, te = (torch.from_numpy(p) for p in split)
+        return {"names": names, "corpus": corpus, "tokens": tokens, "labels": labels,
+                "train": tr, "val": va, "test": te}
 
-        # -- 1. masked-LM pretraining
+    def _pretrain(self, rep: int, data: dict) -> dict:
+        """Stage 1: masked-LM pretraining; the ESM-2 state dict and its statistics."""
+        from theorylab.empirical.train import TrainConfig, pick_device, train
         esm2 = build_esm2(self.size, seed=seed_for(self.seed, "init", rep))
-        gen = torch.Generator().manual_seed(seed_for(self.seed, "mask", rep) % 2**62)
+        gen = torch_generator(self.seed, "mask", rep)
 
         def mlm_collate(rows):
             return mask_tokens(_pad_collate(rows), gen)
 
-        pre_rows = _split_rows(encode(list(corpus), self.max_len))
+        pre_rows = _split_rows(encode(list(data["corpus"]), self.max_len))
         cfg = TrainConfig(epochs=self.pretrain_epochs, lr=self.pretrain_lr,
                           batch_size=self.batch_size, weight_decay=0.01, device=self.device,
-                          seed=seed_for(self.seed, "pretrain", rep) % 2**62)
+                          seed=torch_seed(self.seed, "pretrain", rep))
         res = train(esm2, lambda m, b: mlm_loss(m, *b), pre_rows, cfg, collate=mlm_collate)
         n_tok = sum(int(r.shape[0]) for r in pre_rows) * len(res.train_loss)
-        row.update(pretrain_loss=res.train_loss[-1], pretrain_seconds=res.seconds,
-                   pretrain_tokens_per_s=n_tok / max(res.seconds, 1e-9),
-                   n_params=sum(p.numel() for p in esm2.parameters()))
-        pre_state = {k: v.detach().clone() for k, v in esm2.state_dict().items()}
+        stats = {"device": str(pick_device(self.device)), "pretrain_loss": res.train_loss[-1],
+                 "pretrain_seconds": res.seconds,
+                 "pretrain_tokens_per_s": n_tok / max(res.seconds, 1e-9),
+                 "n_params": sum(p.numel() for p in esm2.parameters())}
+        return {"state": _cpu_state(esm2), "stats": stats}
 
-        # -- 2. fine-tuning for classification
-        tokens = encode(list(df.sequence), self.max_len)
-        labels = torch.tensor(df.label.values, dtype=torch.long)
-        tr, va, te = (torch.from_numpy(p) for p in split)
-        model = ESMClassifier(esm2, len(names))
-        torch.manual_seed(seed_for(self.seed, "head", rep) % 2**62)
+    def _classifier(self, data: dict, state: dict | None = None, pretrained: dict | None = None
+                    ) -> ESMClassifier:
+        """The classifier (ESM-2 + head) of this study's shape, with ``state`` loaded, or with
+        the ``pretrained`` encoder and a freshly seeded head."""
+        esm2 = build_esm2(self.size)
+        if pretrained is not None:
+            esm2.load_state_dict(pretrained)
+        model = ESMClassifier(esm2, len(data["names"]))
+        if state is not None:
+            model.load_state_dict(state)
+        return model
+
+    def _finetune(self, rep: int, data: dict, pre: dict) -> dict:
+        """Stage 2: fine-tuning for classification, early-stopped on validation loss."""
+        from theorylab.empirical.train import TrainConfig, train
+        tokens, labels = data["tokens"], data["labels"]
+        tr, va, te = data["train"], data["val"], data["test"]
+        model = self._classifier(data, pretrained=pre["state"])
+        torch.manual_seed(torch_seed(self.seed, "head", rep))
         model.head.reset_parameters()
         train_rows = [(tokens[i][tokens[i] != alphabet().padding_idx], labels[i]) for i in tr]
 
@@ -225,85 +264,104 @@ class EsmNeuronsStudy(Study):
 
         cfg = TrainConfig(epochs=self.finetune_epochs, lr=self.finetune_lr,
                           batch_size=self.batch_size, device=self.device, patience=self.patience,
-                          seed=seed_for(self.seed, "finetune", rep) % 2**62)
+                          seed=torch_seed(self.seed, "finetune", rep))
         res = train(model, cls_loss, train_rows, cfg, val_fn=val_loss, collate=cls_collate)
-        ft_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        x_te, y_te = tokens[te], labels[te]
-        row.update(n_train=len(tr), n_val=len(va), n_test=len(te), n_classes=len(names),
-                   finetune_seconds=res.seconds, finetune_epochs_run=len(res.train_loss),
-                   acc_finetuned=_accuracy(model, x_te, y_te),
-                   acc_majority=float(np.bincount(y_te.numpy()).max() / len(y_te)))
+        y_te = labels[te]
+        stats = {"n_train": len(tr), "n_val": len(va), "n_test": len(te),
+                 "n_classes": len(data["names"]), "finetune_seconds": res.seconds,
+                 "finetune_epochs_run": len(res.train_loss),
+                 "acc_finetuned": _accuracy(model, tokens[te], y_te),
+                 "acc_majority": float(np.bincount(y_te.numpy()).max() / len(y_te))}
+        return {"state": _cpu_state(model), "stats": stats}
 
-        # -- 3. neuron scores on n_attr training sequences
+    def _attribution_inputs(self, rep: int, data: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        tr = data["train"]
         pick = tr[torch.from_numpy(rng_for(self.seed, "attr", rep).permutation(len(tr))
                                    [: self.n_attr])]
-        x_at, y_at = tokens[pick], labels[pick]
-        x_at = x_at[:, : int((x_at != alphabet().padding_idx).sum(1).max())]
+        x_at, y_at = data["tokens"][pick], data["labels"][pick]
+        return x_at[:, : int((x_at != alphabet().padding_idx).sum(1).max())], y_at
+
+    def _scores(self, rep: int, data: dict, ft: dict) -> dict:
+        """Stage 3: activation and IG scores of every neuron on ``n_attr`` training sequences."""
+        from theorylab.empirical.train import pick_device
+        model = self._classifier(data, ft["state"]).to(pick_device(self.device))
+        model.eval()
+        x_at, y_at = self._attribution_inputs(rep, data)
         t0 = time.perf_counter()
         act = activation_scores(model, x_at)
-        row["act_seconds"] = time.perf_counter() - t0
+        act_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
         ig = ig_scores(model, x_at, y_at, n_steps=self.ig_steps)
-        row["ig_seconds"] = time.perf_counter() - t0
+        ig_seconds = time.perf_counter() - t0
         deltas = torch.cat(list(ig.delta.values())).abs()
         gaps = torch.cat(list(ig.gap.values())).abs()
-        row.update(ig_abs_delta_max=float(deltas.max()), ig_abs_delta_mean=float(deltas.mean()),
-                   ig_abs_gap_mean=float(gaps.mean()),
-                   ig_rel_error=float(deltas.sum() / gaps.sum().clamp_min(1e-12)))
+        stats = {"act_seconds": act_seconds, "ig_seconds": ig_seconds,
+                 "ig_abs_delta_max": float(deltas.max()), "ig_abs_delta_mean": float(deltas.mean()),
+                 "ig_abs_gap_mean": float(gaps.mean()),
+                 "ig_rel_error": float(deltas.sum() / gaps.sum().clamp_min(1e-12))}
+        return {"act": act, "ig": ig.scores, "stats": stats}
 
-        # -- 4./5. preservation and density
+    def _preservation(self, rep: int, data: dict, model: nn.Module, pre_state: dict,
+                      ft_state: dict, scores: dict) -> list[dict]:
+        """Stages 4-5: test accuracy with only the selected neurons kept, and their density."""
+        from theorylab.empirical.train import pick_device
+        model.to(pick_device(self.device))
+        x_te, y_te = data["tokens"][data["test"]], data["labels"][data["test"]]
         sizes = {m.name: m.module.out_features for m in neuron_modules(model.esm)}
         refs = {"pretrained": {f"esm.{k}": v for k, v in pre_state.items()}, "zero": None}
-        selections: dict[str, dict[float, dict]] = {"act": {}, "ig": {}}
+        selections: dict[tuple[str, int], dict[float, dict]] = {("act", -1): {}, ("ig", -1): {}}
         for f in self.fractions:
-            selections["act"][f] = select_top(act, f)
-            selections["ig"][f] = select_top(ig.scores, f)
+            selections[("act", -1)][f] = select_top(scores["act"], f)
+            selections[("ig", -1)][f] = select_top(scores["ig"], f)
         for s in range(self.n_random):
             r_rng = rng_for(self.seed, "random", rep, s)
-            selections[f"random{s}"] = {f: select_random(sizes, f, r_rng) for f in self.fractions}
+            selections[("random", s)] = {f: select_random(sizes, f, r_rng) for f in self.fractions}
+        recs = []
         for reset in self.resets:
             none = {n: torch.zeros(d, dtype=torch.bool) for n, d in sizes.items()}
             model.load_state_dict(preserved_state(ft_state, refs[reset], none))
-            row[f"acc:none:{reset}"] = _accuracy(model, x_te, y_te)
-            for method, by_f in selections.items():
+            recs.append({"record": "accuracy", "method": "none", "seed": -1, "reset": reset,
+                         "f": 0.0, "acc": _accuracy(model, x_te, y_te)})
+            for (method, seed), by_f in selections.items():
                 for f, masks in by_f.items():
                     model.load_state_dict(preserved_state(ft_state, refs[reset], masks))
-                    row[f"acc:{method}:{reset}:{f}"] = _accuracy(model, x_te, y_te)
-        model.load_state_dict(ft_state)
+                    recs.append({"record": "accuracy", "method": method, "seed": seed,
+                                 "reset": reset, "f": float(f),
+                                 "acc": _accuracy(model, x_te, y_te)})
         for method in ("act", "ig"):
-            for f, masks in selections[method].items():
+            for f, masks in selections[(method, -1)].items():
                 for (layer, kind), d in density(masks).items():
-                    row[f"dens:{method}:{f}:{layer}:{kind}"] = d
-        row["seconds_total"] = time.perf_counter() - t_start
-        return row
+                    recs.append({"record": "density", "method": method, "f": float(f),
+                                 "layer": layer, "kind": kind, "density": d})
+        return recs
+
+
+#: the config fields each stage depends on (a stage is reused when only others change)
+PRETRAIN_FIELDS = ("task", "size", "max_len", "n_pretrain", "pretrain_epochs", "pretrain_lr",
+                   "n_task", "batch_size", "device", "seed")
+FINETUNE_FIELDS = (*PRETRAIN_FIELDS, "finetune_epochs", "finetune_lr", "patience")
+SCORES_FIELDS = (*FINETUNE_FIELDS, "n_attr", "ig_steps")
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 # ------------------------------------------------------------------------------- long tables
-def accuracy_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Long form of the ``acc:`` columns: rep, method, seed (random only), reset, f, acc."""
-    recs = []
-    for col in table.columns:
-        if not col.startswith("acc:"):
-            continue
-        parts = col.split(":")
-        if len(parts) != 4:
-            continue
-        _, method, reset, f = parts
-        seed = int(method[6:]) if method.startswith("random") else -1
-        base = "random" if method.startswith("random") else method
-        for rep, acc in zip(table["rep"], table[col], strict=True):
-            recs.append((int(rep), base, seed, reset, float(f), float(acc)))
-    return pd.DataFrame(recs, columns=["rep", "method", "seed", "reset", "f", "acc"])
+def accuracy_records(table: pd.DataFrame) -> pd.DataFrame:
+    """The accuracy records: rep, method (act, ig, random, none), seed (random draws; else −1),
+    reset, f, acc."""
+    acc = records(table, "accuracy")
+    return acc.astype({"seed": int, "f": float, "acc": float})
 
 
-def density_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Long form of the ``dens:`` columns: rep, method, f, layer, kind, density."""
-    recs = []
-    for col in table.columns:
-        if col.startswith("dens:"):
-            _, method, f, layer, kind = col.split(":")
-            for rep, d in zip(table["rep"], table[col], strict=True):
-                recs.append((int(rep), method, float(f), int(layer), kind, float(d)))
-    out = pd.DataFrame(recs, columns=["rep", "method", "f", "layer", "kind", "density"])
-    out["kind"] = pd.Categorical(out["kind"], categories=list(MODULE_KINDS.values()))
-    return out
+def density_records(table: pd.DataFrame) -> pd.DataFrame:
+    """The density records: rep, method, f, layer, kind (ordered as MODULE_KINDS), density."""
+    d = records(table, "density").astype({"layer": int, "f": float, "density": float})
+    d["kind"] = pd.Categorical(d["kind"], categories=list(MODULE_KINDS.values()))
+    return d
+
+
+def summary_records(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per replicate: data sizes, training statistics, accuracies, IG completeness."""
+    return records(table, "summary")

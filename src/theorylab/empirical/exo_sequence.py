@@ -23,38 +23,42 @@ sentiment classifier; preferences labelled by the reward) and plots oracle rewar
 * **Evaluation.** On held-out prompts, completions sampled from π_θ: mean reward and the
   Monte-Carlo sequence KL :math:`\mathbb{E}_{y\sim\pi_\theta}[\log\pi_\theta(y|x) - \log\pi_{sft}(y|x)]`.
 
-One unit = (seed, method, β). π_sft and the sampled data depend only on the seed and are cached
-per process, so every method of a seed starts from the same π_sft and sees the same data.
+One unit = (seed, method, β). π_sft and the sampled data depend only on the seed (and the fields
+in :data:`PREPARE_FIELDS`): they are the artifact ``sft`` of that seed, built once in the store
+and loaded by every unit, worker and rerun, so every method of a seed starts from the same π_sft
+and sees the same data.
 
 Built on the empirical layer's ``TinyLM`` and its one training loop ``train``.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from theorylab.constraints import POSITIVE, SEED, UNIT, Choice, Int, Real, Tuple
 from theorylab.errors import ConfigError
 from theorylab.kernels import exo as kx
-from theorylab.seeding import rng_for, seed_for
-from theorylab.study import Study
+from theorylab.seeding import rng_for, torch_generator, torch_seed
+from theorylab.study import Study, memory_context
 from theorylab.threads import single_thread
-from theorylab.validation import check_choice, check_int, check_real
 
-__all__ = ["SequenceAlignmentStudy", "SEQ_METHODS", "make_language", "generate_corpus",
-           "sentiment_reward", "frontier_gap"]
+if TYPE_CHECKING:
+    from theorylab.artifacts import UnitContext
+
+__all__ = ["SequenceAlignmentStudy", "SEQ_METHODS", "PREPARE_FIELDS", "make_language",
+           "generate_corpus", "sentiment_reward", "frontier_gap"]
 
 SEQ_METHODS = ("exo_rw", "dpo_rw", "exo_pref", "dpo_pref")
-
-
-def _gen(*keys) -> torch.Generator:
-    return torch.Generator().manual_seed(seed_for(*keys) % (2 ** 63))
+#: the config fields π_sft and the alignment data depend on (the ``sft`` artifact's key)
+PREPARE_FIELDS = ("n_pos", "n_neg", "n_neutral", "p_sentiment", "prompt_len", "completion_len",
+                  "reward_gain", "n_sft_docs", "sft_epochs", "d_model", "n_prompts", "K",
+                  "beta_r", "n_eval", "base_seed")
 
 
 # ----------------------------------------------------------------------------- language
@@ -134,6 +138,7 @@ class SequenceAlignmentStudy(Study):
     """
 
     name: ClassVar[str] = "exo-sequence-frontier"
+    version: ClassVar[int] = 2  # 2: π_sft as an artifact, one torch seed helper
 
     methods: tuple[str, ...] = SEQ_METHODS
     betas: tuple[float, ...] = (0.3, 1.0, 2.0, 3.0, 5.0, 10.0)   # KL from ~0.1 to ~15 nats
@@ -158,28 +163,36 @@ class SequenceAlignmentStudy(Study):
     n_eval: int = 512
     base_seed: int = 0
 
-    def __post_init__(self):
-        own = type(self).__name__
-        for m in self.methods:
-            check_choice(own, "methods", m, SEQ_METHODS)
-        if not self.betas or not self.seeds:
-            check_int(own, "len(betas)" if not self.betas else "len(seeds)", 0, lo=1)
-        for b in self.betas:
-            check_real(own, "betas", b, lo=0, lo_open=True)
-        for s in self.seeds:
-            check_int(own, "seeds", s, lo=0)
-        for f in ("n_pos", "n_neg", "n_neutral", "prompt_len", "completion_len", "n_sft_docs",
-                  "sft_epochs", "n_prompts", "align_epochs", "batch_size", "n_eval"):
-            check_int(own, f, getattr(self, f), lo=1)
-        check_int(own, "d_model", self.d_model, lo=4)
+    constraints: ClassVar = {
+        "methods": Tuple(Choice(SEQ_METHODS), max_len=len(SEQ_METHODS)),
+        "betas": Tuple(POSITIVE, max_len=100),
+        "seeds": Tuple(SEED, max_len=100),
+        "n_pos": Int(1, 1000),               # vocabulary = 1 + n_pos + n_neg + n_neutral
+        "n_neg": Int(1, 1000),
+        "n_neutral": Int(1, 1000),
+        "p_sentiment": UNIT,
+        # documents of 1 + prompt_len + completion_len tokens: attention is batch x 4 heads x T^2
+        "prompt_len": Int(1, 256),
+        "completion_len": Int(1, 256),
+        "reward_gain": POSITIVE,
+        "n_sft_docs": Int(1, 100_000),       # n x T int64 tokens: 10^5 x 513 x 8 B = 410 MB
+        "sft_epochs": Int(1, 1000),
+        "d_model": Int(4, 1024),             # 4 heads: a multiple of 4 (check())
+        "n_prompts": Int(1, 100_000),
+        "K": Int(2, 1024),                   # n_prompts x K sampled completions
+        "beta_r": POSITIVE,
+        "eps": Real(0, 0.5, lo_open=True, hi_open=True),
+        "align_epochs": Int(1, 1000),
+        "align_lr": POSITIVE,
+        "batch_size": Int(1, 4096),
+        "n_eval": Int(1, 100_000),
+        "base_seed": SEED,
+    }
+
+    def check(self):
         if self.d_model % 4:
-            raise ConfigError(f"'d_model' of {own} must be a multiple of 4 (the heads). "
-                              f"Got {self.d_model}.")
-        check_int(own, "K", self.K, lo=2)
-        check_real(own, "p_sentiment", self.p_sentiment, lo=0, hi=1)
-        for f in ("reward_gain", "beta_r", "align_lr"):
-            check_real(own, f, getattr(self, f), lo=0, lo_open=True)
-        check_real(own, "eps", self.eps, lo=0, hi=0.5, lo_open=True, hi_open=True)
+            raise ConfigError(f"'d_model' of {type(self).__name__} must be a multiple of 4 "
+                              f"(the heads). Got {self.d_model}.")
 
     @property
     def vocab_size(self) -> int:
@@ -197,9 +210,10 @@ class SequenceAlignmentStudy(Study):
         return TinyLM(self.vocab_size, d_model=self.d_model, n_layers=2, n_heads=4,
                       max_len=1 + self.prompt_len + self.completion_len)
 
-    def prepare(self, seed: int) -> dict:
-        """π_sft (state dict) and the alignment/eval data of one seed (cached per process)."""
-        return _prepare_cached(self, seed)
+    def prepare(self, seed: int, ctx: UnitContext | None = None) -> dict:
+        """π_sft (state dict) and the alignment/eval data of one seed: the artifact ``sft``."""
+        return memory_context(self, ctx).artifact("sft", seed, lambda: self._prepare(seed),
+                                                  depends_on=PREPARE_FIELDS)
 
     def _prepare(self, seed: int) -> dict:
         from theorylab.empirical.lm import sample
@@ -207,10 +221,10 @@ class SequenceAlignmentStudy(Study):
         lang = make_language(rng_for(self.base_seed, "lang"), self.n_pos, self.n_neg, self.n_neutral)
         T = 1 + self.prompt_len + self.completion_len
         corpus = generate_corpus(lang, self.n_sft_docs, T - 1, self.p_sentiment,
-                                 _gen(self.base_seed, "corpus", seed))
+                                 torch_generator(self.base_seed, "corpus", seed))
         held = generate_corpus(lang, self.n_prompts + self.n_eval, T - 1, self.p_sentiment,
-                               _gen(self.base_seed, "heldout", seed))
-        torch.manual_seed(seed_for(self.base_seed, "init", seed) % (2 ** 31))
+                               torch_generator(self.base_seed, "heldout", seed))
+        torch.manual_seed(torch_seed(self.base_seed, "init", seed))
         model = self._new_model()
         V = self.vocab_size
 
@@ -220,11 +234,11 @@ class SequenceAlignmentStudy(Study):
 
         res = train(model, lm_loss, list(corpus), TrainConfig(
             epochs=self.sft_epochs, lr=3e-3, batch_size=64, device="cpu", amp=False,
-            seed=seed_for(self.base_seed, "sft", seed) % (2 ** 31), grad_clip=1.0))
+            seed=torch_seed(self.base_seed, "sft", seed), grad_clip=1.0))
         model.eval()
         P1 = 1 + self.prompt_len
         prompts = held[: self.n_prompts, :P1]
-        gen = _gen(self.base_seed, "samples", seed)
+        gen = torch_generator(self.base_seed, "samples", seed)
         seqs = sample(model, prompts.repeat_interleave(self.K, 0), self.completion_len, gen)
         seqs = seqs.view(self.n_prompts, self.K, T)
         rewards = sentiment_reward(seqs[..., P1:], self.n_pos, self.n_neg, self.reward_gain)
@@ -240,17 +254,17 @@ class SequenceAlignmentStudy(Study):
         sft_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return {"sft_state": sft_state, "seqs": seqs, "rewards": rewards,
                 "ref_lp": ref_lp.view(self.n_prompts, self.K), "first_wins": first_wins,
-                "eval_prompts": eval_prompts, "mask": mask, "sft_loss": res.train_loss[-1]}
+                "eval_prompts": eval_prompts, "mask": mask, "sft_loss": float(res.train_loss[-1])}
 
     # ------------------------------------------------------------------ one unit
-    def run_unit(self, unit: dict) -> dict:
+    def run_unit(self, unit: dict, ctx: UnitContext | None = None) -> dict:
         with single_thread():
-            return self._run_unit(unit)
+            return self._run_unit(unit, ctx)
 
-    def _run_unit(self, unit: dict) -> dict:
+    def _run_unit(self, unit: dict, ctx: UnitContext | None) -> dict:
         from theorylab.empirical.train import TrainConfig, train
         seed, method, beta = unit["seed"], unit["method"], unit["beta"]
-        d = self.prepare(seed)
+        d = self.prepare(seed, ctx)
         sft = self._new_model()
         sft.load_state_dict(d["sft_state"])
         sft.eval()
@@ -264,7 +278,7 @@ class SequenceAlignmentStudy(Study):
             res = train(policy, loss_fn, list(range(self.n_prompts)), TrainConfig(
                 epochs=self.align_epochs, lr=self.align_lr, batch_size=self.batch_size,
                 device="cpu", amp=False, grad_clip=1.0,
-                seed=seed_for(self.base_seed, "align", seed, method, beta) % (2 ** 31)))
+                seed=torch_seed(self.base_seed, "align", seed, method, beta)))
             row["final_loss"] = float(res.train_loss[-1])
             row["steps"] = int(res.steps)
         row.update(self._evaluate(policy, sft, d, seed, method, beta))
@@ -299,7 +313,7 @@ class SequenceAlignmentStudy(Study):
         from theorylab.empirical.lm import sample
         prompts = d["eval_prompts"]
         P1 = prompts.shape[1]
-        gen = _gen(self.base_seed, "eval", seed, method, beta)
+        gen = torch_generator(self.base_seed, "eval", seed, method, beta)
         seqs = sample(policy, prompts, self.completion_len, gen)
         T = seqs.shape[1]
         mask = torch.zeros(T, dtype=torch.bool)
@@ -316,8 +330,3 @@ class SequenceAlignmentStudy(Study):
     def quick(self) -> SequenceAlignmentStudy:
         return self.replace(betas=(1.0, 3.0), n_sft_docs=2000, sft_epochs=3, n_prompts=192,
                             align_epochs=5, n_eval=192)
-
-
-@functools.lru_cache(maxsize=4)
-def _prepare_cached(study: SequenceAlignmentStudy, seed: int) -> dict:
-    return study._prepare(seed)

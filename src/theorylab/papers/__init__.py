@@ -16,7 +16,8 @@ from importlib.metadata import entry_points
 
 from theorylab.errors import ConfigError
 
-__all__ = ["MODULES", "ENTRY_POINT_GROUP", "modules", "load_all", "study_names", "find_study"]
+__all__ = ["MODULES", "ENTRY_POINT_GROUP", "modules", "load_all", "study_names", "find_study",
+           "load_studies"]
 
 MODULES = ("theorylab.papers.moe", "theorylab.papers.beb", "theorylab.papers.exo",
            "theorylab.papers.esm")
@@ -59,3 +60,11 @@ def find_study(name: str) -> type:
         known = sorted(set(STUDIES) | set(_study_modules()))
         raise ConfigError(f"unknown study '{name}'; known: {', '.join(known)}.")
     return STUDIES[name]
+
+
+def load_studies() -> dict[str, type]:
+    """Import every study the papers use (all of ``study.STUDIES``; heavy: torch, numba)."""
+    from theorylab.study import STUDIES
+    for module in dict.fromkeys(_study_modules().values()):
+        importlib.import_module(module)
+    return STUDIES

@@ -48,9 +48,9 @@ def _t_interval(x: np.ndarray) -> tuple[float, float]:
 def advantage_over_random(table: pd.DataFrame, method: str, reset: str = "pretrained",
                           f_max: float = SMALL_F) -> dict:
     """``d_s`` per (replicate, random seed), their mean and 95 % t-interval, per-f accuracies."""
-    from theorylab.empirical.esm_pipeline import accuracy_table
-    acc = accuracy_table(table)
-    acc = acc[(acc.reset == reset) & (acc.f <= f_max + 1e-12)]
+    from theorylab.empirical.esm_pipeline import accuracy_records
+    acc = accuracy_records(table)
+    acc = acc[(acc.reset == reset) & (acc.f <= f_max + 1e-12) & (acc.method != "none")]
     own = acc[acc.method == method].set_index(["rep", "f"]).acc
     rnd = acc[acc.method == "random"]
     diff = own.loc[list(zip(rnd.rep, rnd.f, strict=True))].to_numpy() - rnd.acc.to_numpy()
@@ -62,7 +62,10 @@ def advantage_over_random(table: pd.DataFrame, method: str, reset: str = "pretra
 
 
 def _beats_random(ctx: Context, method: str) -> Verdict:
+    from theorylab.empirical.esm_pipeline import accuracy_records, summary_records
     table = ctx.run(_study(ctx))
+    summary = summary_records(table)
+    acc = accuracy_records(table)
     main = advantage_over_random(table, method, "pretrained")
     zero = advantage_over_random(table, method, "zero")
     return Verdict(measured=main["mean"], criterion=CIAbove(0.0, ACC_HALF_WIDTH), ci=main["ci"],
@@ -70,15 +73,17 @@ def _beats_random(ctx: Context, method: str) -> Verdict:
                             "acc_by_f": main["acc_method_by_f"],
                             "random_acc_by_f": main["acc_random_by_f"],
                             "zero_reset_advantage": zero["mean"], "zero_reset_ci": zero["ci"],
-                            "acc_finetuned": float(table.acc_finetuned.mean()),
-                            "acc_all_reset": float(table["acc:none:pretrained"].mean())})
+                            "acc_finetuned": float(summary.acc_finetuned.mean()),
+                            "acc_all_reset": float(acc[(acc.method == "none")
+                                                       & (acc.reset == "pretrained")].acc.mean())})
 
 
 @claim("esm.finetune.above_chance", paper=PAPER, kind="empirical",
        statement="the fine-tuned ESM-2 classifies the held-out (cluster-split) test set above "
                  "the majority-class rate (95 % Wilson interval)")
 def _(ctx: Context) -> Verdict:
-    table = ctx.run(_study(ctx))
+    from theorylab.empirical.esm_pipeline import summary_records
+    table = summary_records(ctx.run(_study(ctx)))
     hits = float((table.acc_finetuned * table.n_test).sum())
     n = float(table.n_test.sum())
     lo, hi = wilson_ci(hits, n, CONF)
@@ -109,7 +114,8 @@ def _(ctx: Context) -> Verdict:
        statement="IG completeness: per layer and sequence, the neurons' attributions sum to "
                  "p(y|x) − p(y|x, layer output 0) (relative error ≤ 5 % with 20 steps)")
 def _(ctx: Context) -> Verdict:
-    table = ctx.run(_study(ctx))
+    from theorylab.empirical.esm_pipeline import summary_records
+    table = summary_records(ctx.run(_study(ctx)))
     rel = float(table.ig_rel_error.max())
     return Verdict(measured=rel, criterion=Threshold("<=", IG_REL_TOL),
                    details={"abs_delta_max": float(table.ig_abs_delta_max.max()),
@@ -120,8 +126,8 @@ def _(ctx: Context) -> Verdict:
 def density_by_kind(table: pd.DataFrame, method: str, f: float = DENSITY_F) -> pd.Series:
     """Fraction of each module kind's neurons selected (all layers pooled), indexed by kind."""
     from theorylab.empirical.esm_neurons import MODULE_KINDS
-    from theorylab.empirical.esm_pipeline import density_table
-    d = density_table(table)
+    from theorylab.empirical.esm_pipeline import density_records
+    d = density_records(table)
     d = d[(d.method == method) & np.isclose(d.f, f)]
     return d.groupby("kind", observed=True).density.mean().reindex(list(MODULE_KINDS.values()))
 
@@ -150,9 +156,10 @@ def preservation_figure(ctx: Context):
     """Test accuracy vs kept fraction f per selection method; one panel per reset mode."""
     import matplotlib.pyplot as plt
 
-    from theorylab.empirical.esm_pipeline import accuracy_table
+    from theorylab.empirical.esm_pipeline import accuracy_records, summary_records
     table = ctx.load(_study(ctx))
-    acc = accuracy_table(table)
+    acc = accuracy_records(table)
+    summary = summary_records(table)
     resets = list(dict.fromkeys(acc.reset))
     with style():
         fig, axes = plt.subplots(1, len(resets), figsize=(5.6 * len(resets), 4.2), sharey=True,
@@ -166,10 +173,10 @@ def preservation_figure(ctx: Context):
                 if method == "random":
                     ax.fill_between(fs, g.min().loc[fs], g.max().loc[fs], color=_COLORS[method],
                                     alpha=0.2, label="random: min–max over seeds")
-            ax.axhline(table.acc_finetuned.mean(), ls="--", color="k", lw=1, label="fine-tuned")
-            ax.axhline(table[f"acc:none:{reset}"].mean(), ls=":", color="k", lw=1,
+            ax.axhline(summary.acc_finetuned.mean(), ls="--", color="k", lw=1, label="fine-tuned")
+            ax.axhline(a[a.method == "none"].acc.mean(), ls=":", color="k", lw=1,
                        label="all reset")
-            ax.axhline(table.acc_majority.mean(), ls="-.", color="0.6", lw=1, label="majority")
+            ax.axhline(summary.acc_majority.mean(), ls="-.", color="0.6", lw=1, label="majority")
             ax.set_xscale("log")
             ax.set_xlabel("kept fraction f of neurons")
             ax.set_title(f"unselected neurons reset to {reset}")
@@ -186,9 +193,9 @@ def density_figure(ctx: Context):
     import matplotlib.pyplot as plt
 
     from theorylab.empirical.esm_neurons import MODULE_KINDS
-    from theorylab.empirical.esm_pipeline import density_table
+    from theorylab.empirical.esm_pipeline import density_records
     table = ctx.load(_study(ctx))
-    d = density_table(table)
+    d = density_records(table)
     kinds = list(MODULE_KINDS.values())
     with style():
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), squeeze=False)

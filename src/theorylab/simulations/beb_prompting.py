@@ -30,6 +30,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from theorylab.constraints import NONNEGATIVE, SEED, UNIT, UNIT_OPEN, Int, Real, Tuple
 from theorylab.kernels import beb as K
 from theorylab.seeding import rng_for
 from theorylab.simulations.beb_model import (
@@ -128,13 +129,12 @@ class BoundStudy(Study):
     max_len: int = 120                   # lengths checked against Eq. 7 (0..max_len)
     seed: int = 0
 
-    def __post_init__(self):
-        o = type(self).__name__
-        check_int(o, "n_models", self.n_models, lo=1)
-        check_int(o, "max_len", self.max_len, lo=1)
-        check_int(o, "seed", self.seed, lo=0)
-        for e in self.epsilons:
-            check_real(o, "epsilons[i]", e, lo=0, hi=1, lo_open=True, hi_open=True)
+    constraints: ClassVar = {
+        "n_models": Int(1, 100_000),         # one unit (one random mixture) each
+        "epsilons": Tuple(UNIT_OPEN, max_len=100),
+        "max_len": Int(1, 100_000),          # Eq. 7 tables are (max_len, S) floats
+        "seed": SEED,
+    }
 
     def units(self):
         return [{"model": i} for i in range(self.n_models)]
@@ -142,7 +142,7 @@ class BoundStudy(Study):
     def quick(self):
         return self.replace(n_models=40, max_len=60)
 
-    def run_unit(self, unit):
+    def run_unit(self, unit, ctx=None):
         rng = rng_for(self.seed, "bounds", unit["model"])
         model = draw_pair(rng)
         dec = decompose(model, rng, n_samples=300)
@@ -223,16 +223,18 @@ class SigmoidStudy(Study):
     n_sentences: int = 12
     seed: int = 0
 
-    def __post_init__(self):
-        o = type(self).__name__
-        check_int(o, "n_reps", self.n_reps, lo=1)
-        check_int(o, "n_prompts", self.n_prompts, lo=2)
-        check_int(o, "max_len", self.max_len, lo=2)
-        check_int(o, "n_sentences", self.n_sentences, lo=2)
-        check_real(o, "rho", self.rho, lo=0, hi=1, lo_open=True, hi_open=True)
-        check_real(o, "mismatch", self.mismatch, lo=0, hi=1)
-        for x in self.log_inv_alphas:
-            check_real(o, "log_inv_alphas[i]", x, lo=0, lo_open=True)
+    constraints: ClassVar = {
+        "log_inv_alphas": Tuple(Real(0, 700, lo_open=True), max_len=100),  # e^-745 underflows
+        "n_reps": Int(1, 10_000),
+        # the exact kernel keeps a few (n_prompts, max_len + 1) tables and (n_prompts, 2, S)
+        # beliefs per step: 10^4 x 1001 x 8 B = 80 MB each at the bounds
+        "n_prompts": Int(2, 10_000),
+        "max_len": Int(2, 1000),
+        "rho": UNIT_OPEN,
+        "mismatch": UNIT,
+        "n_sentences": Int(2, 200),
+        "seed": SEED,
+    }
 
     def units(self):
         return [{"log_inv_alpha": float(x), "rep": r} for x in self.log_inv_alphas
@@ -256,7 +258,7 @@ class SigmoidStudy(Study):
         return FiniteStateMixture.markov([alpha, 1 - alpha], [im, rows_p[0]],
                                          [Am, rows_p[1:]], base.scores, [True, False])
 
-    def run_unit(self, unit):
+    def run_unit(self, unit, ctx=None):
         alpha = math.exp(-unit["log_inv_alpha"])
         model = self.model(alpha)
         rng = rng_for(self.seed, "sigmoid", unit["log_inv_alpha"], unit["rep"])
@@ -311,14 +313,20 @@ class LengthStudy(Study):
     max_len: int = 400
     seed: int = 0
 
-    def __post_init__(self):
-        o = type(self).__name__
-        for f in ("n_models", "s0_len", "n_turns", "answer_len", "n_samples", "max_len"):
-            check_int(o, f, getattr(self, f), lo=1)
-        check_real(o, "eps", self.eps, lo=0, hi=1, lo_open=True, hi_open=True)
-        check_real(o, "delta", self.delta, lo=0, hi=1, lo_open=True, hi_open=True)
-        for nb in self.n_best:
-            check_int(o, "n_best[i]", nb, lo=1)
+    constraints: ClassVar = {
+        "n_models": Int(1, 10_000),
+        "eps": UNIT_OPEN,
+        "delta": UNIT_OPEN,
+        "s0_len": Int(1, 1000),
+        # T3 draws (n_samples, n_turns, answer_len) uniforms: <= 10^4 x 20 x 100 x 8 B = 160 MB
+        "n_turns": Int(1, 20),
+        "answer_len": Int(1, 100),
+        "n_best": Tuple(Int(1, 10**6), max_len=20),
+        "n_samples": Int(1, 10_000),
+        # T5 samples (n_samples, max_len) prompts and their log-ratios: 10^4 x 5000 x 8 B = 400 MB
+        "max_len": Int(1, 5000),
+        "seed": SEED,
+    }
 
     def units(self):
         return [{"theorem": t, "model": m} for m in range(self.n_models)
@@ -332,7 +340,7 @@ class LengthStudy(Study):
         model = draw_pair(rng)
         return model, decompose(model, rng, n_samples=1000)
 
-    def run_unit(self, unit):
+    def run_unit(self, unit, ctx=None):
         model, dec = self._model(unit["model"])
         rng = rng_for(self.seed, "lengths", unit["theorem"], unit["model"])
         base = dict(alpha=model.alpha, gamma=dec.gamma, beta_def=dec.beta_def,
@@ -462,12 +470,15 @@ class BetaBiasStudy(Study):
     max_len: int = 400
     seed: int = 0
 
-    def __post_init__(self):
-        o = type(self).__name__
-        check_int(o, "n_models", self.n_models, lo=1)
-        check_int(o, "n_samples", self.n_samples, lo=10)
-        check_int(o, "max_len", self.max_len, lo=2)
-        check_real(o, "eps", self.eps, lo=0, hi=1, lo_open=True, hi_open=True)
+    constraints: ClassVar = {
+        "n_models": Int(1, 10_000),
+        "eps": UNIT_OPEN,
+        # next-sentence laws of n_samples / 4 prompts of every length: (n_samples / 4, max_len, S)
+        # floats, 2500 x 2000 x 12 x 8 B = 480 MB at the bounds
+        "n_samples": Int(10, 10_000),
+        "max_len": Int(2, 2000),
+        "seed": SEED,
+    }
 
     def units(self):
         return [{"model": m} for m in range(self.n_models)]
@@ -475,7 +486,7 @@ class BetaBiasStudy(Study):
     def quick(self):
         return self.replace(n_models=20, n_samples=600)
 
-    def run_unit(self, unit):
+    def run_unit(self, unit, ctx=None):
         rng = rng_for(self.seed, "beta-bias", unit["model"])
         model = draw_pair(rng)
         dec = decompose(model, rng, n_samples=self.n_samples)
@@ -557,14 +568,14 @@ class RLHFStudy(Study):
     max_len: int = 2000
     seed: int = 0
 
-    def __post_init__(self):
-        o = type(self).__name__
-        check_int(o, "n_models", self.n_models, lo=1)
-        check_int(o, "horizon", self.horizon, lo=1)
-        check_int(o, "max_len", self.max_len, lo=2)
-        check_real(o, "eps", self.eps, lo=0, hi=1, lo_open=True, hi_open=True)
-        for b in self.beta_rls:
-            check_real(o, "beta_rls[i]", b, lo=0)
+    constraints: ClassVar = {
+        "beta_rls": Tuple(NONNEGATIVE, max_len=100),   # 0 encodes "no RLHF"
+        "n_models": Int(1, 10_000),
+        "horizon": Int(1, 10**6),            # time only (a loop of S-vector products)
+        "eps": UNIT_OPEN,
+        "max_len": Int(2, 100_000),          # (max_len, S) DP table
+        "seed": SEED,
+    }
 
     def units(self):
         return [{"beta_rl": float(b), "model": m} for b in self.beta_rls
@@ -573,7 +584,7 @@ class RLHFStudy(Study):
     def quick(self):
         return self.replace(n_models=4)
 
-    def run_unit(self, unit):
+    def run_unit(self, unit, ctx=None):
         rng = rng_for(self.seed, "rlhf-model", unit["model"])
         base = random_markov_pair(rng, n_sentences=8, alpha=0.05, tilt=1.5)
         model = base if unit["beta_rl"] == 0 else rlhf_tilt(base, unit["beta_rl"], self.horizon)

@@ -28,11 +28,11 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from theorylab.constraints import NONNEGATIVE, POSITIVE, SEED, Choice, Int, Real, Tuple
 from theorylab.kernels import exo as kx
-from theorylab.seeding import seed_for
+from theorylab.seeding import torch_generator
 from theorylab.study import Study
 from theorylab.threads import single_thread
-from theorylab.validation import check_choice, check_int, check_real
 
 __all__ = ["GradientEquivalenceStudy", "ModeSeekingStudy", "tabular_problem", "gradient_row",
            "line_problem", "gaussian_policy", "METHODS"]
@@ -40,8 +40,6 @@ __all__ = ["GradientEquivalenceStudy", "ModeSeekingStudy", "tabular_problem", "g
 DT = torch.float64
 
 
-def _gen(*keys) -> torch.Generator:
-    return torch.Generator().manual_seed(seed_for(*keys) % (2 ** 63))
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -123,39 +121,38 @@ class GradientEquivalenceStudy(Study):
     theta_scale: float = 1.0
     seed: int = 0
 
-    def __post_init__(self):
-        own = type(self).__name__
-        if not self.n_actions or not self.ks:
-            check_int(own, "len(n_actions)" if not self.n_actions else "len(ks)", 0, lo=1)
-        for n in self.n_actions:
-            check_int(own, "n_actions", n, lo=2, hi=10 ** 6)
-        for k in self.ks:
-            check_int(own, "K", k, lo=2, hi=1 << 16)
-        check_int(own, "n_prompts", self.n_prompts, lo=2)
-        check_real(own, "beta_pi", self.beta_pi, lo=0, lo_open=True)
-        check_real(own, "beta_r", self.beta_r, lo=0, lo_open=True)
-        check_int(own, "sample_budget", self.sample_budget, lo=1024)
-        check_int(own, "min_draws", self.min_draws, lo=4)
-        check_int(own, "budget_per_action", self.budget_per_action, lo=0)
-        for f in ("sft_scale", "reward_scale", "theta_scale"):
-            check_real(own, f, getattr(self, f), lo=0)
-        check_int(own, "seed", self.seed, lo=0)
+    constraints: ClassVar = {
+        # one unit holds a few n_actions-vectors and a (chunk / K, K) index block (chunk = 2^20
+        # samples): memory stays ~100 MB whatever the budget; the budgets bound the time
+        "n_actions": Tuple(Int(2, 10**6), max_len=20),
+        "ks": Tuple(Int(2, 1 << 16), max_len=50),
+        "n_prompts": Int(2, 1000),
+        "beta_pi": POSITIVE,
+        "beta_r": POSITIVE,
+        "sample_budget": Int(1024, 1 << 26),
+        "min_draws": Int(4, 1 << 20),
+        "budget_per_action": Int(0, 1000),  # budget = max(sample_budget, this x n_actions)
+        "sft_scale": NONNEGATIVE,
+        "reward_scale": NONNEGATIVE,
+        "theta_scale": NONNEGATIVE,
+        "seed": SEED,
+    }
 
     def units(self) -> list[dict]:
         return [{"n_actions": n, "K": k, "prompt": p}
                 for n in self.n_actions for k in self.ks for p in range(self.n_prompts)]
 
-    def run_unit(self, unit: dict) -> dict:
+    def run_unit(self, unit: dict, ctx=None) -> dict:
         n, k, prompt = unit["n_actions"], unit["K"], unit["prompt"]
         # the same problem for every K (paired comparison across K)
-        theta, lps, r = tabular_problem(_gen(self.seed, "problem", n, prompt), n, self.sft_scale,
+        theta, lps, r = tabular_problem(torch_generator(self.seed, "problem", n, prompt), n, self.sft_scale,
                                         self.reward_scale, self.theta_scale)
         budget = max(self.sample_budget, self.budget_per_action * n)
         m = max(self.min_draws, budget // k)
         m += m % 2
         with single_thread():
             return gradient_row(theta, lps, r, k, m, self.beta_pi, self.beta_r,
-                                _gen(self.seed, "draws", n, k, prompt))
+                                torch_generator(self.seed, "draws", n, k, prompt))
 
     def quick(self) -> GradientEquivalenceStudy:
         return self.replace(n_actions=(50, 1000), ks=(2, 8, 64, 4096), n_prompts=5,
@@ -211,19 +208,24 @@ class ModeSeekingStudy(Study):
     init_jitter: float = 0.3            # std of the random offset of the initial (μ, log σ)
     seed: int = 0
 
-    def __post_init__(self):
-        own = type(self).__name__
-        for m in self.methods:
-            check_choice(own, "methods", m, METHODS)
-        check_int(own, "n_reps", self.n_reps, lo=2)
-        check_int(own, "n_grid", self.n_grid, lo=5)
-        for f in ("half_width", "sft_sd", "mode_width", "beta_r", "beta_pi", "lr"):
-            check_real(own, f, getattr(self, f), lo=0, lo_open=True)
-        check_real(own, "init_jitter", self.init_jitter, lo=0)
-        check_int(own, "K", self.K, lo=2)
-        check_int(own, "batch", self.batch, lo=1)
-        check_int(own, "steps", self.steps, lo=1)
-        check_int(own, "seed", self.seed, lo=0)
+    constraints: ClassVar = {
+        "methods": Tuple(Choice(METHODS), max_len=len(METHODS)),
+        "n_reps": Int(2, 1000),
+        "n_grid": Int(5, 100_000),           # grid tensors of n_grid floats
+        "half_width": POSITIVE,
+        "sft_sd": POSITIVE,
+        "modes": Tuple(Real(), 2, 2),        # two bumps: modes and heights pair up
+        "heights": Tuple(Real(), 2, 2),
+        "mode_width": POSITIVE,
+        "beta_r": POSITIVE,
+        "beta_pi": POSITIVE,
+        "K": Int(2, 10_000),                 # a step draws (batch, K) actions: <= 10^8 ints
+        "batch": Int(1, 10_000),
+        "steps": Int(1, 10**6),
+        "lr": POSITIVE,
+        "init_jitter": NONNEGATIVE,
+        "seed": SEED,
+    }
 
     # ------------------------------------------------------------------ problem
     def problem(self):
@@ -269,7 +271,7 @@ class ModeSeekingStudy(Study):
         return best[1]
 
     def _fit_stochastic(self, method, rep, y, lps, r):
-        gen = _gen(self.seed, "mode", method, rep)
+        gen = torch_generator(self.seed, "mode", method, rep)
         init = torch.tensor([0.0, math.log(self.sft_sd)], dtype=DT)
         init = init + self.init_jitter * torch.randn(2, generator=gen, dtype=DT)
         p = init.clone().requires_grad_(True)
@@ -286,7 +288,7 @@ class ModeSeekingStudy(Study):
             opt.step()
         return p.detach()
 
-    def run_unit(self, unit: dict) -> dict:
+    def run_unit(self, unit: dict, ctx=None) -> dict:
         y, lps, r = self.problem()
         method = unit["method"]
         with single_thread():

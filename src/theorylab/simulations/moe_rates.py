@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
+from theorylab.constraints import POSITIVE, SEED, Choice, Int, Real, Tuple
 from theorylab.errors import ConfigError
 from theorylab.kernels import moe
 from theorylab.seeding import rng_for, seed_for
 from theorylab.study import Study
-from theorylab.validation import check_choice, check_int, check_real
+from theorylab.validation import check_choice
 
 __all__ = ["MoERateStudy", "CASES", "case_study", "true_params", "log_grid"]
 
@@ -93,32 +95,40 @@ class MoERateStudy(Study):
     n_eval: int = 5000                     # evaluation sample of μ for the L2 error
     seed: int = 0
 
-    def __post_init__(self):
+    constraints: ClassVar = {
+        "expert": Choice(moe.FAMILIES),
+        "degree": Int(1, 10),                  # polynomial experts: monomials up to x^10
+        # Atoms and dimension bound the parameter count p = k (d + 1 + m): the LM pass holds
+        # an n x p Jacobian, so p stays in the hundreds.
+        "k_true": Int(1, 20),
+        "k_fit": Int(1, 20),
+        # Memory: data, residuals and the n x p Jacobian are O(n p) floats (10^7 x 12 x 8 B =
+        # 1 GB for the default p); 100 sizes at most.
+        "ns": Tuple(Int(1, 10**7), max_len=100),
+        "n_reps": Int(1, 10_000),              # units (and rows held in memory) = len(ns) x n_reps
+        "noise_sd": POSITIVE,
+        "x_bound": POSITIVE,
+        "true_beta1": Tuple(Tuple(Real(), max_len=50), max_len=20),  # k* rows of d gates
+        "true_beta0": Tuple(Real(), max_len=20),
+        "true_eta": Tuple(Tuple(Real(), max_len=1000), max_len=20),  # k* rows of m expert params
+        "n_starts": Int(1, 1000),              # time only: fits per unit
+        "n_polish": Int(1, 1000),
+        "max_iter": Int(1, 100_000),
+        "param_bound": POSITIVE,
+        "n_eval": Int(10, 10**7),              # n_eval x d evaluation points held per unit
+        "seed": SEED,
+    }
+
+    def check(self):
         o = "MoERateStudy"
-        check_choice(o, "expert", self.expert, moe.FAMILIES)
-        check_int(o, "degree", self.degree, lo=1)
-        check_int(o, "k_true", self.k_true, lo=1)
-        check_int(o, "k_fit", self.k_fit, lo=1)
         if self.k_fit < self.k_true:
             raise ConfigError(f"'k_fit' of {o} must be >= k_true = {self.k_true} "
                               f"(exact- or over-fitted). Got {self.k_fit}.")
-        check_int(o, "n_reps", self.n_reps, lo=1)
-        check_real(o, "noise_sd", self.noise_sd, lo=0, lo_open=True)
-        check_real(o, "x_bound", self.x_bound, lo=0, lo_open=True)
-        check_int(o, "n_starts", self.n_starts, lo=1)
-        check_int(o, "n_polish", self.n_polish, lo=1)
-        check_int(o, "max_iter", self.max_iter, lo=1)
-        check_real(o, "param_bound", self.param_bound, lo=0, lo_open=True)
-        check_int(o, "n_eval", self.n_eval, lo=10)
-        check_int(o, "seed", self.seed, lo=0)
-        if len(self.ns) < 1:
-            raise ConfigError(f"'ns' of {o} must list at least one sample size. Got ().")
         p = self.true_params()  # shape checks of G*
         if np.abs(moe.pack(p)).max() > self.param_bound:
             raise ConfigError(f"G* must lie inside the box |θ| <= param_bound = {self.param_bound}.")
         n_par = moe.n_free(self.k_fit, self.d, self.expert, self.degree)
         for n in self.ns:
-            check_int(o, "ns[...]", n, lo=1)
             if n < n_par:
                 raise ConfigError(f"'ns' of {o} must be >= the number of free parameters "
                                   f"({n_par} for k={self.k_fit}, d={self.d}). Got n = {n}.")
@@ -150,7 +160,7 @@ class MoERateStudy(Study):
         rng = rng_for(self.seed, "eval")
         return rng.uniform(-self.x_bound, self.x_bound, size=(self.n_eval, self.d))
 
-    def run_unit(self, unit: dict) -> dict:
+    def run_unit(self, unit: dict, ctx=None) -> dict:
         n, rep = unit["n"], unit["rep"]
         X, y = self.sample(n, rep)
         true = self.true_params()

@@ -1,4 +1,4 @@
-r"""Softmax-gated mixture of experts: prediction, analytic Jacobian and the least-squares fit (numba).
+r"""Softmax-gated mixture of experts: the model, its packing, prediction and analytic Jacobian (numba).
 
 Nguyen, Ho, Rinaldo, "On Least Squares Estimation in Softmax Gating Mixture of Experts"
 (arXiv 2402.02952, ICML 2024), the regression model of Section 2:
@@ -24,17 +24,6 @@ The gate is identified by fixing the LAST atom's gate, :math:`\beta_{1k} = 0, \b
 ``theta = [beta1[0..k-2].ravel(), beta0[0..k-2], eta.ravel()]``, of length
 :math:`P = (k-1)(d+1) + k m`.
 
-Public API
-----------
-``FAMILIES``, ``MoEParams``, ``n_eta``, ``n_free``, ``pack``, ``unpack``, ``moe_predict``,
-``residuals_jacobian`` (residual convention :math:`r = f_G(X) - y`, so :math:`J = \partial f/\partial\theta`),
-``objective``, ``fit_lse`` -> ``FitResult`` (multi-start LSE), ``lm_fit`` (one LM run from a given
-start), ``random_start`` (the data-driven starts fit_lse uses) — these four re-exported from
-:mod:`theorylab.kernels.moe_fit` — and, re-exported from :mod:`theorylab.kernels.moe_voronoi`, the Voronoi losses ``voronoi_cells``,
-``voronoi_d1``, ``voronoi_d2``, ``atom_errors``, ``l2_error``. Slow twins written straight from the
-formulas (``_slow_moe_predict``, ``_slow_residuals``, ``_slow_jacobian``; ``_slow_voronoi_d1`` in moe_voronoi)
-back the tests.
-
 The numba kernels are serial (``@njit(cache=True)``, no ``parallel``): a sweep runs many fits on
 all cores. Public functions validate their input once and raise a one-line
 :class:`~theorylab.errors.ConfigError` / :class:`~theorylab.errors.InputError`.
@@ -50,12 +39,8 @@ from numba import njit
 from theorylab.errors import InputError
 from theorylab.validation import check_choice, check_finite, check_int, check_shape
 
-__all__ = [  # noqa: F822 (FitResult, fit_lse, lm_fit, random_start, split_start: __getattr__)
-    "FAMILIES", "MoEParams", "FitResult", "n_eta", "n_free", "pack", "unpack", "moe_predict",
-    "residuals_jacobian", "objective", "fit_lse", "lm_fit", "random_start", "split_start",
-    "voronoi_cells", "voronoi_d1", "voronoi_d2", "atom_errors", "over_specified_error",
-    "l2_error",
-]
+__all__ = ["FAMILIES", "MoEParams", "n_eta", "n_free", "pack", "unpack", "moe_predict",
+           "residuals_jacobian", "objective"]
 
 FAMILIES = ("sigmoid", "tanh", "linear", "polynomial")
 _ACT = {"sigmoid": 0, "tanh": 1, "linear": 2, "polynomial": 2}  # 2 = identity activation
@@ -149,7 +134,7 @@ def _point(X, j, theta, k, d, act, deg, z, lg, pi, h, hp):
     """Fill z (features), pi (gates), h, hp (expert values / slopes) at row j; return f(X[j]).
 
     The scalar path, with libm's exp: predictions, the Jacobian and the SSE. The LM pass,
-    :func:`theorylab.kernels.moe_fit._normal_core`, is vectorised across points instead."""
+    :func:`theorylab.kernels.moe.fit._normal_core`, is vectorised across points instead."""
     m = deg * d + 1
     g1 = (k - 1) * d
     e0 = g1 + k - 1
@@ -363,22 +348,3 @@ def _slow_jacobian(theta, X, y, family, degree, k, eps=1e-6):
         cols.append((_slow_residuals(theta + e, X, y, family, degree, k)
                      - _slow_residuals(theta - e, X, y, family, degree, k)) / (2 * eps))
     return np.stack(cols, axis=1)
-
-
-_FIT_NAMES = ("FitResult", "fit_lse", "lm_fit", "random_start", "split_start")
-
-
-def __getattr__(name: str):
-    """Re-export the fit from :mod:`theorylab.kernels.moe_fit` lazily (it imports this module)."""
-    if name in _FIT_NAMES:
-        from theorylab.kernels import moe_fit
-        return getattr(moe_fit, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-from theorylab.kernels.moe_voronoi import (  # noqa: E402  (re-export; voronoi needs moe_predict)
-    atom_errors,
-    l2_error,
-    over_specified_error,
-    voronoi_cells,
-    voronoi_d1,
-    voronoi_d2,
-)

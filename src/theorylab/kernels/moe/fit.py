@@ -3,8 +3,7 @@ r"""Least-squares fit of the softmax-gated MoE: projected Levenberg–Marquardt 
 Nguyen, Ho, Rinaldo (arXiv 2402.02952, ICML 2024): the LSE
 :math:`\hat G_n \in \arg\min_G \sum_{i=1}^n (Y_i - f_G(X_i))^2` over a compact box of parameters.
 The model, its analytic Jacobian and the packing of :math:`\theta` live in
-:mod:`theorylab.kernels.moe`, which re-exports :func:`fit_lse`, :func:`lm_fit`,
-:func:`random_start` and :class:`FitResult` from here.
+:mod:`theorylab.kernels.moe.model`; the package :mod:`theorylab.kernels.moe` re-exports both.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from numba import njit
 
 from theorylab.errors import InputError
 from theorylab.kernels.fastexp import _exp
-from theorylab.kernels.moe import (
+from theorylab.kernels.moe.model import (
     MoEParams,
     _check_family,
     _check_X,

@@ -35,6 +35,7 @@ from math import exp as math_exp
 import numpy as np
 
 from theorylab.errors import InputError
+from theorylab.kernels.moe.model import moe_predict
 from theorylab.validation import check_finite, check_real
 
 __all__ = ["voronoi_cells", "voronoi_d1", "voronoi_d2", "atom_errors", "over_specified_error",
@@ -155,7 +156,6 @@ def over_specified_error(params, true) -> float:
 def l2_error(params, true, X_eval, family: str, degree: int = 1) -> float:
     """:math:`\\|f_G - f_{G_*}\\|_{L^2(\\mu_n)} = \\sqrt{\\tfrac1n\\sum_j (f_G(x_j) - f_{G_*}(x_j))^2}`
     on the evaluation points X_eval (a sample of μ)."""
-    from theorylab.kernels.moe import moe_predict  # late import: moe re-exports this module
     diff = moe_predict(X_eval, params, family, degree) - moe_predict(X_eval, true, family, degree)
     return float(np.sqrt(np.mean(diff ** 2)))
 
