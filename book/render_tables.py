@@ -25,12 +25,13 @@ def _fmt(x) -> str:
 
 
 def _holds(r: dict) -> str:
-    """'yes' / '**no**'; for an upper-bound claim also whether the bound is attained (tight)."""
-    text = "yes" if r["holds"] else "**no**"
-    details = r.get("details") or {}
-    tight = details.get("tight")
-    if tight is not None and details.get("criterion") == "upper bound":
-        text += " (tight)" if tight else (" (faster than the bound)" if r["holds"] else "")
+    """'yes' / '**no**' / '*inconclusive*' from the verdict's status (older JSON: its holds); for
+    an upper-bound rate claim also whether the bound is attained (tight)."""
+    status = r.get("status") or ("holds" if r["holds"] else "fails")
+    text = {"holds": "yes", "fails": "**no**", "inconclusive": "*inconclusive*"}[status]
+    tight = (r.get("details") or {}).get("tight")
+    if tight is not None and (r.get("criterion") or {}).get("kind") == "rate_bound":
+        text += " (tight)" if tight else (" (faster than the bound)" if status == "holds" else "")
     return text
 
 
@@ -56,7 +57,8 @@ def moe_identifiability() -> str:
              "|---|---|---|---|---|"]
     for family, res in theory_moe.identifiability_report().items():
         latex = theory_moe.function_set_latex(family).replace("|", r"\vert ")
-        dep = "—" if res.dependence is None else f"${sympy_latex(res.dependence)}$"
+        dependence = res.details["dependence"]
+        dep = "—" if dependence is None else f"${sympy_latex(dependence)}$"
         lines.append(f"| {family} | ${latex}$ | {'yes' if res.holds else '**no**'} | "
                      f"{res.method} | {dep} |")
     return "\n".join(lines) + "\n"

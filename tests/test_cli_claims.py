@@ -6,7 +6,9 @@ from support.toy import ToyStudy
 from theorylab import claims as claims_mod
 from theorylab.claims import REGISTRY, Verdict, claim, select
 from theorylab.cli import main
+from theorylab.criteria import Equality, Threshold
 from theorylab.errors import ConfigError
+from theorylab.papers import load_all
 
 
 @pytest.fixture
@@ -17,7 +19,7 @@ def toy_claims():
     def _(ctx):
         table = ctx.run(ctx.sized(ToyStudy()))
         m = float(table["mean"].mean())
-        return Verdict(measured=m, expected=0.0, holds=abs(m) < 1.0, ci=(m - 1, m + 1))
+        return Verdict(measured=abs(m), criterion=Threshold("<", 1.0), ci=(m - 1, m + 1))
 
     @claim("_toy.broken", paper="TOY", kind="theory", statement="raises")
     def _(ctx):
@@ -44,6 +46,9 @@ def test_verify_json_and_exit_code(toy_claims, tmp_path, capsys):
     assert set(rows["_toy.mean_near_zero"]) >= {"id", "paper", "kind", "expected", "measured",
                                                  "ci", "holds", "seconds"}
     assert rows["_toy.mean_near_zero"]["holds"] is True
+    assert rows["_toy.mean_near_zero"]["status"] == "holds"
+    assert rows["_toy.mean_near_zero"]["criterion"] == {"kind": "threshold", "op": "<", "value": 1.0}
+    assert rows["_toy.broken"]["status"] == "fails" and rows["_toy.broken"]["must_hold"] is True
     assert rows["_toy.broken"]["holds"] is False and "boom" in rows["_toy.broken"]["error"]
     assert "1 of 2 claims hold" in capsys.readouterr().out
 
@@ -77,7 +82,7 @@ def test_run_then_resume(tmp_path, capsys):
 
 
 def test_every_registered_claim_has_known_kind_and_paper():
-    claims_mod.load_all()
+    load_all()
     for c in REGISTRY.values():
         assert c.kind in claims_mod.KINDS
         assert c.id.split(".")[0].lower() == c.paper.split("-")[0].lower() or c.id.startswith("_")
@@ -87,7 +92,7 @@ def test_report_only_claim_does_not_fail_the_run_but_is_reported(tmp_path, capsy
     @claim("_toy.report_only", paper="TOY", kind="theory", statement="measured, not required",
            must_hold=False)
     def _(ctx):
-        return Verdict(measured=1.0, expected=2.0, holds=False)
+        return Verdict(measured=1.0, criterion=Equality(2.0))
 
     try:
         rc = main(["verify", "--store", str(tmp_path / "s.sqlite"), "--no-progress", "_toy.report_only"])

@@ -70,9 +70,9 @@ def test_executor_choices_are_the_sweeps():
 
 
 def _studies_to_name():
-    from theorylab.claims import load_all
+    from theorylab.papers import load_studies
     from theorylab.simulations.moe_rates import case_study, tail_study
-    load_all()
+    load_studies()
     out = [cls() for cls in STUDIES.values()] + [cls().quick() for cls in STUDIES.values()]
     out += [case_study(e, c, quick=q) for e in ("sigmoid", "linear") for c in ("exact", "over")
             for q in (False, True)] + [tail_study(quick=q) for q in (False, True)]

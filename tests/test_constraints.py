@@ -9,13 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from theorylab import constraints as C
-from theorylab.claims import load_all
 from theorylab.cli import main
 from theorylab.empirical.train import TrainConfig
 from theorylab.errors import ConfigError
+from theorylab.papers import load_studies
 from theorylab.study import STUDIES, Study
 
-load_all()
+load_studies()
 # the package's studies (test modules may register toy studies of their own, in any order)
 CONFIGS = [STUDIES[n] for n in sorted(STUDIES)
            if STUDIES[n].__module__.startswith("theorylab.")] + [TrainConfig]

@@ -39,6 +39,31 @@ def test_nothing_imports_the_cli():
     assert not bad
 
 
+SHARED_LEAVES = ("criteria.py", "stats.py", "threads.py")
+
+
+@pytest.mark.parametrize("name", SHARED_LEAVES)
+def test_shared_helpers_are_leaves(name):
+    """criteria, stats and threads import only `errors` of ours (kernels may not import them:
+    LEAVES above), and nothing heavy at module level."""
+    mods = list(_imports(SRC / name))
+    assert all(m == "theorylab.errors" for m in mods if m.startswith("theorylab"))
+    top = [n.names[0].name if isinstance(n, ast.Import) else n.module
+           for n in ast.parse((SRC / name).read_text()).body
+           if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert not [m for m in top if m and m.split(".")[0] in {"torch", "scipy", "statsmodels",
+                                                            "pandas", "numba", "sympy"}]
+
+
+def test_nothing_imports_the_simulations_for_shared_helpers():
+    """single_thread and the rate statistics live outside simulations/."""
+    bad = [p.name for p in SRC.rglob("*.py")
+           for node in ast.walk(ast.parse(p.read_text())) if isinstance(node, ast.ImportFrom)
+           and node.module and node.module.startswith("theorylab.simulations")
+           and {a.name for a in node.names} & {"single_thread", "loglog_slope", "rate_band"}]
+    assert not bad
+
+
 def test_moe_kernel_package_has_no_import_cycle():
     """kernels/moe: the model imports no sibling, fit and voronoi import only the model (never the
     package), and the package re-exports plainly (no module-level __getattr__)."""

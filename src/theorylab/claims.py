@@ -1,58 +1,82 @@
 """The claims registry: every paper's claims, each with the code that checks it by measurement.
 
 A claim is registered once with :func:`claim`; the CLI (``theorylab list|verify``), the tests and
-the book are views of :data:`REGISTRY`. A check receives a :class:`Context` (quick or full form,
-the results store, the sweep executor) and returns a :class:`Verdict` whose ``measured`` value
-comes from the computation and whose ``holds`` is a test that can fail.
+the book are views of :data:`REGISTRY`, which the paper modules fill when imported
+(:func:`theorylab.papers.load_all`; this module imports no paper). A check receives a
+:class:`Context` (quick or full form, the results store, the sweep executor) and returns a
+:class:`Verdict` whose ``measured`` value comes from the computation and whose criterion
+(:mod:`theorylab.criteria`) decides the status, a test that can fail.
 
 Example
 -------
 >>> from theorylab.claims import claim, Verdict
+>>> from theorylab.criteria import Equality
 >>> @claim("demo.square", paper="DEMO", kind="theory", statement="2² = 4", register=False)
 ... def _(ctx):
-...     return Verdict(measured=2 ** 2, expected=4, holds=2 ** 2 == 4)
->>> _.check(None).holds
-True
+...     return Verdict(measured=2 ** 2, criterion=Equality(4))
+>>> v = _.check(None)
+>>> v.holds, v.status, v.expected
+(True, 'holds', '= 4')
 """
 
 from __future__ import annotations
 
-import importlib
 import math
-import pkgutil
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
+from theorylab.criteria import Criterion
 from theorylab.errors import ConfigError, TheorylabError
-from theorylab.store import Store
-from theorylab.study import Study
-from theorylab.sweep import Sweeper
+
+if TYPE_CHECKING:  # the registry stays light: `theorylab list` imports no pandas
+    import pandas as pd
+
+    from theorylab.store import Store
+    from theorylab.study import Study
+    from theorylab.sweep import Sweeper
 
 __all__ = ["Claim", "Verdict", "Context", "ClaimResult", "REGISTRY", "KINDS", "claim",
-           "load_all", "select", "verify"]
+           "select", "verify"]
 
 KINDS = ("theory", "simulation", "empirical")
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """Outcome of one claim check.
+    """Outcome of one claim check, decided by its criterion.
 
-    ``measured`` and ``expected`` are floats, bools or short strings; ``ci`` a (lo, hi) interval
-    of the measurement (or None); ``details`` any JSON-able extra numbers worth reporting.
+    ``measured`` is the headline number (float, bool or short string) with its (lo, hi) ``ci``
+    (or None); ``criterion`` (:mod:`theorylab.criteria`) decides ``status`` ("holds", "fails",
+    "inconclusive") and renders ``expected``. An :class:`~theorylab.criteria.AllOf` criterion
+    decides on ``parts`` (name → value or ``Measured``) instead. ``details``: any JSON-able extra
+    numbers worth reporting. ``holds`` is True only for status "holds".
     """
 
     measured: Any
-    expected: Any
-    holds: bool
+    criterion: Criterion
     ci: tuple[float, float] | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    parts: Mapping[str, Any] | None = None
+    status: str = field(init=False)
+
+    def __post_init__(self):
+        if not isinstance(self.criterion, Criterion):
+            raise TypeError(f"'criterion' of Verdict must be a theorylab.criteria.Criterion. "
+                            f"Got {type(self.criterion).__name__}.")
+        on = self.parts if self.parts is not None else self.measured
+        object.__setattr__(self, "status", self.criterion.decide(on, self.ci))
+
+    @property
+    def holds(self) -> bool:
+        return self.status == "holds"
+
+    @property
+    def expected(self) -> str:
+        return self.criterion.render()
 
 
 @dataclass(frozen=True)
@@ -78,7 +102,12 @@ class ClaimResult:
 
     @property
     def holds(self) -> bool:
-        return self.verdict is not None and bool(self.verdict.holds)
+        return self.verdict is not None and self.verdict.holds
+
+    @property
+    def status(self) -> str:
+        """The verdict's status; a check that raised "fails"."""
+        return self.verdict.status if self.verdict is not None else "fails"
 
     def to_json(self) -> dict[str, Any]:
         v = self.verdict
@@ -87,7 +116,10 @@ class ClaimResult:
                 "expected": _plain(v.expected) if v else None,
                 "measured": _plain(v.measured) if v else None,
                 "ci": [_plain(c) for c in v.ci] if v and v.ci is not None else None,
-                "holds": self.holds, "seconds": round(self.seconds, 3),
+                "holds": self.holds, "status": self.status, "must_hold": self.claim.must_hold,
+                "criterion": _plain(v.criterion.describe()) if v else None,
+                "parts": _plain(dict(v.parts)) if v and v.parts is not None else None,
+                "seconds": round(self.seconds, 3),
                 "details": _plain(v.details) if v else {}, "error": self.error}
 
 
@@ -124,20 +156,12 @@ def claim(id: str, *, paper: str, kind: str, statement: str, must_hold: bool = T
     return wrap
 
 
-def load_all() -> dict[str, Claim]:
-    """Import every module of :mod:`theorylab.papers` (each registers its claims and figures)."""
-    import theorylab.papers as papers
-    for info in pkgutil.iter_modules(papers.__path__):
-        importlib.import_module(f"theorylab.papers.{info.name}")
-    return REGISTRY
-
-
 def select(prefixes: Iterable[str] = ()) -> list[Claim]:
     """Claims whose id equals or starts with one of ``prefixes`` (all when empty), sorted by id.
 
     A prefix matches whole dot-separated components: ``moe`` selects ``moe.x`` but not ``moex``.
+    Only registered claims are seen: load the papers first (:func:`theorylab.papers.load_all`).
     """
-    load_all()
     prefixes = list(prefixes)
     if not prefixes:
         return [REGISTRY[k] for k in sorted(REGISTRY)]

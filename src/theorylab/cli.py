@@ -99,16 +99,33 @@ def _cmd_list(args) -> int:
     from rich.table import Table
 
     from theorylab.claims import select
+    from theorylab.papers import load_all, study_names
     from theorylab.plotting import FIGURES
-    from theorylab.study import STUDIES
-    table = Table("claim", "paper", "kind", "statement", title="claims")
-    for c in select(args.prefixes):
+    load_all()
+    claims = select(args.prefixes)
+    table = Table(_id_column(c.id for c in claims), "paper", "kind", "statement", title="claims")
+    for c in claims:
         table.add_row(c.id, c.paper, c.kind, c.statement)
     console = Console()
     console.print(table)
-    console.print("studies: " + ", ".join(sorted(STUDIES)))
+    console.print("studies: " + ", ".join(study_names()))
     console.print("figures: " + ", ".join(sorted(FIGURES)))
     return 0
+
+
+def _id_column(ids):
+    """A table column that shows every claim id whole (never truncated, also at 80 columns)."""
+    from rich.table import Column
+    return Column("claim", no_wrap=True, min_width=max((len(i) for i in ids), default=5))
+
+
+def _status_column():
+    from rich.table import Column
+    return Column("status", no_wrap=True, min_width=len("inconclusive"))
+
+
+_STATUS = {"holds": "[green]holds[/]", "fails": "[red]FAILS[/]",
+           "inconclusive": "[yellow]inconclusive[/]"}
 
 
 def _fmt(x) -> str:
@@ -120,10 +137,13 @@ def _fmt(x) -> str:
 
 
 def _cmd_verify(args) -> int:
+    from rich import box
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from theorylab.claims import select, verify
+    from theorylab.papers import load_all
+    load_all()
     claims = select(args.prefixes)
     if args.json is not None:
         _check_output(args.json, "--json", folder=False)
@@ -134,8 +154,7 @@ def _cmd_verify(args) -> int:
     def show(res):
         j = res.to_json()
         rows.append(j)
-        mark = "[green]yes[/]" if res.holds else "[red]NO[/]"
-        console.print(f"{mark:>14}  {j['id']}  measured={_fmt(j['measured'])} "
+        console.print(f"{_STATUS[j['status']]}  {j['id']}  measured={_fmt(j['measured'])} "
                       f"expected={_fmt(j['expected'])} ({j['seconds']:.1f}s)"
                       + (f"  error: {res.error}" if res.error else ""))
 
@@ -147,11 +166,15 @@ def _cmd_verify(args) -> int:
         if args.json is not None:  # whatever finished is written, even after Ctrl-C
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(rows, indent=2) + "\n")
-    table = Table("claim", "expected", "measured", "CI", "holds", "seconds",
+    wide = console.width >= 120  # narrower: the expected texts are in the lines above
+    heads = ("expected", "measured", "CI", "s") if wide else ("measured", "CI", "s")
+    table = Table(_id_column(j["id"] for j in rows), _status_column(),
+                  *(Column(h, overflow="fold") for h in heads), box=None if not wide else box.HEAVY_HEAD,
                   title=f"theorylab verify{' --quick' if args.quick else ''}")
     for j in rows:
-        table.add_row(j["id"], _fmt(j["expected"]), _fmt(j["measured"]), _fmt(j["ci"]),
-                      "yes" if j["holds"] else "NO", f"{j['seconds']:.1f}")
+        cells = (_fmt(j["expected"]),) if wide else ()
+        table.add_row(j["id"], _STATUS[j["status"]], *cells, _fmt(j["measured"]),
+                      _fmt(j["ci"]), f"{j['seconds']:.1f}")
     console.print(table)
     failed = [r for r in results if r.claim.must_hold and not r.holds]
     report_only = [r for r in results if not r.claim.must_hold and not r.holds]
@@ -182,12 +205,8 @@ def _tuples(value):
 
 def _study(args):
     """The study ``run`` runs: the default config, its quick form if asked, then the --set fields."""
-    from theorylab.claims import load_all
-    from theorylab.study import STUDIES
-    load_all()
-    if args.study not in STUDIES:
-        raise ConfigError(f"unknown study '{args.study}'; known: {', '.join(sorted(STUDIES))}.")
-    study = STUDIES[args.study]()
+    from theorylab.papers import find_study
+    study = find_study(args.study)()
     if args.quick:
         study = study.quick()
     overrides = _parse_set(args.set)
@@ -210,9 +229,9 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_plot(args) -> int:
+    from theorylab.papers import load_all
     from theorylab.plotting import FIGURES, select_figure
     if args.name == "all":
-        from theorylab.claims import load_all
         load_all()
     figures = [select_figure(name) for name in (sorted(FIGURES) if args.name == "all"
                                                  else [args.name])]
@@ -256,9 +275,9 @@ def _cmd_store(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from theorylab.claims import load_all
+    from theorylab.papers import load_studies
     from theorylab.store import Store
-    load_all()  # the studies' current versions decide what is stale
+    load_studies()  # the studies' current versions decide what is stale
     console = Console(width=None if sys.stdout.isatty() else 130)  # never truncate into a pipe
     with Store(args.store, readonly=args.action == "list") as store:
         if args.action == "prune":

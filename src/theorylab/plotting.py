@@ -1,7 +1,8 @@
 """One figure style, and a registry of figures that are rebuilt from the results store alone.
 
 A figure function reads its tables with ``ctx.load(study)`` (which raises if the study has not
-been run, and never recomputes) and writes PNG + SVG with :func:`savefig`.
+been run, and never recomputes) and writes PNG + SVG with :func:`savefig`. matplotlib is imported
+on first use (Agg backend), so registering figures is cheap.
 """
 
 from __future__ import annotations
@@ -10,12 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from theorylab.errors import ConfigError  # noqa: E402
+from theorylab.errors import ConfigError
 
 __all__ = ["Figure", "FIGURES", "figure", "savefig", "style", "select_figure"]
 
@@ -45,9 +41,16 @@ def figure(name: str, *, paper: str) -> Callable[[Callable[..., list[Path]]], Fi
     return wrap
 
 
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
 def style():
     """Context manager applying the project's figure style."""
-    return plt.rc_context(STYLE)
+    return _plt().rc_context(STYLE)
 
 
 def savefig(fig, stem: str | Path) -> list[Path]:
@@ -57,13 +60,12 @@ def savefig(fig, stem: str | Path) -> list[Path]:
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     fig.savefig(paths[0], metadata={"Software": None})
     fig.savefig(paths[1], metadata={"Date": None, "Creator": None})
-    plt.close(fig)
+    _plt().close(fig)
     return paths
 
 
 def select_figure(name: str) -> Figure:
-    from theorylab.claims import load_all
-    load_all()
+    """The registered figure ``name`` (load the papers first: :func:`theorylab.papers.load_all`)."""
     if name not in FIGURES:
         raise ConfigError(f"unknown figure '{name}'; known: {', '.join(sorted(FIGURES)) or 'none'}.")
     return FIGURES[name]

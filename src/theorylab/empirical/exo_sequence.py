@@ -45,8 +45,8 @@ from theorylab.constraints import POSITIVE, SEED, UNIT, Choice, Int, Real, Tuple
 from theorylab.errors import ConfigError
 from theorylab.kernels import exo as kx
 from theorylab.seeding import rng_for, torch_generator, torch_seed
-from theorylab.simulations.exo_alignment import single_thread
 from theorylab.study import Study, memory_context
+from theorylab.threads import single_thread
 
 if TYPE_CHECKING:
     from theorylab.artifacts import UnitContext

@@ -9,47 +9,46 @@ model pretrained here by masked LM on the shipped ``aaanalysis`` sequences, fine
 .. math:: d_s = \operatorname{mean}_{f \le 0.2}\,[\mathrm{acc}_{method}(f) - \mathrm{acc}_{random,s}(f)]
 
 lies above 0, with unselected neurons reset to their pre-fine-tuning (pretrained) weights as in
-the paper; the zero-reset numbers are reported in ``details``.
+the paper; the zero-reset numbers are reported in ``details``. The study (torch) is imported
+inside the checks and figures (``theorylab list`` stays light).
 """
 
 from __future__ import annotations
 
-import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from scipy import stats
 
 from theorylab.claims import Context, Verdict, claim
-from theorylab.empirical.esm_neurons import MODULE_KINDS
-from theorylab.empirical.esm_pipeline import (
-    EsmNeuronsStudy,
-    accuracy_records,
-    density_records,
-    summary_records,
-)
+from theorylab.criteria import CIAbove, Equality, Threshold
 from theorylab.plotting import figure, savefig, style
+from theorylab.stats import mean_ci, wilson_ci
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PAPER = "ESM-KN"
+STUDIES = {"esm-neurons": "theorylab.empirical.esm_pipeline"}  # study name -> its module
 SMALL_F = 0.2          # "small f": the fractions ≤ 20 % of the grid
 IG_REL_TOL = 0.05      # Σ|Σ IG − ΔF| / Σ|ΔF| with 20 Gauss-Legendre points
 DENSITY_F = 0.05       # fraction at which the per-module density is compared
 CONF = 0.95
+ACC_HALF_WIDTH = 0.02  # accuracy CI precision: 2 points, one test sequence in 50
 
 
-def _study(ctx: Context) -> EsmNeuronsStudy:
+def _study(ctx: Context):
+    from theorylab.empirical.esm_pipeline import EsmNeuronsStudy
     return ctx.sized(EsmNeuronsStudy())
 
 
 def _t_interval(x: np.ndarray) -> tuple[float, float]:
-    x = np.asarray(x, dtype=float)
-    half = stats.t.ppf(0.5 + CONF / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-    return float(x.mean() - half), float(x.mean() + half)
+    return mean_ci(x, CONF)[1]
 
 
 def advantage_over_random(table: pd.DataFrame, method: str, reset: str = "pretrained",
                           f_max: float = SMALL_F) -> dict:
     """``d_s`` per (replicate, random seed), their mean and 95 % t-interval, per-f accuracies."""
+    from theorylab.empirical.esm_pipeline import accuracy_records
     acc = accuracy_records(table)
     acc = acc[(acc.reset == reset) & (acc.f <= f_max + 1e-12) & (acc.method != "none")]
     own = acc[acc.method == method].set_index(["rep", "f"]).acc
@@ -63,13 +62,13 @@ def advantage_over_random(table: pd.DataFrame, method: str, reset: str = "pretra
 
 
 def _beats_random(ctx: Context, method: str) -> Verdict:
+    from theorylab.empirical.esm_pipeline import accuracy_records, summary_records
     table = ctx.run(_study(ctx))
     summary = summary_records(table)
     acc = accuracy_records(table)
     main = advantage_over_random(table, method, "pretrained")
     zero = advantage_over_random(table, method, "zero")
-    return Verdict(measured=main["mean"], expected="> 0", ci=main["ci"],
-                   holds=bool(main["ci"][0] > 0),
+    return Verdict(measured=main["mean"], criterion=CIAbove(0.0, ACC_HALF_WIDTH), ci=main["ci"],
                    details={"n_random_draws": main["n"],
                             "acc_by_f": main["acc_method_by_f"],
                             "random_acc_by_f": main["acc_random_by_f"],
@@ -83,25 +82,18 @@ def _beats_random(ctx: Context, method: str) -> Verdict:
        statement="the fine-tuned ESM-2 classifies the held-out (cluster-split) test set above "
                  "the majority-class rate (95 % Wilson interval)")
 def _(ctx: Context) -> Verdict:
+    from theorylab.empirical.esm_pipeline import summary_records
     table = summary_records(ctx.run(_study(ctx)))
     hits = float((table.acc_finetuned * table.n_test).sum())
     n = float(table.n_test.sum())
-    lo, hi = _wilson(hits, n)
+    lo, hi = wilson_ci(hits, n, CONF)
     majority = float(table.acc_majority.mean())
-    return Verdict(measured=hits / n, expected=f"> {majority:.3f}", ci=(lo, hi),
-                   holds=bool(lo > majority),
+    # precision: a CI narrower than 0.1 tells 'above chance' from chance + a few sequences
+    return Verdict(measured=hits / n, criterion=CIAbove(majority, 0.1), ci=(lo, hi),
                    details={"n_test": int(n), "majority": majority,
                             "pretrain_loss": float(table.pretrain_loss.mean()),
                             "pretrain_tokens_per_s": float(table.pretrain_tokens_per_s.mean()),
                             "device": str(table.device.iloc[0])})
-
-
-def _wilson(k: float, n: float) -> tuple[float, float]:
-    z = stats.norm.ppf(0.5 + CONF / 2)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
 
 
 @claim("esm.preserve.activation_beats_random", paper=PAPER, kind="empirical",
@@ -122,9 +114,10 @@ def _(ctx: Context) -> Verdict:
        statement="IG completeness: per layer and sequence, the neurons' attributions sum to "
                  "p(y|x) − p(y|x, layer output 0) (relative error ≤ 5 % with 20 steps)")
 def _(ctx: Context) -> Verdict:
+    from theorylab.empirical.esm_pipeline import summary_records
     table = summary_records(ctx.run(_study(ctx)))
     rel = float(table.ig_rel_error.max())
-    return Verdict(measured=rel, expected=f"<= {IG_REL_TOL}", holds=bool(rel <= IG_REL_TOL),
+    return Verdict(measured=rel, criterion=Threshold("<=", IG_REL_TOL),
                    details={"abs_delta_max": float(table.ig_abs_delta_max.max()),
                             "abs_delta_mean": float(table.ig_abs_delta_mean.mean()),
                             "abs_gap_mean": float(table.ig_abs_gap_mean.mean())})
@@ -132,6 +125,8 @@ def _(ctx: Context) -> Verdict:
 
 def density_by_kind(table: pd.DataFrame, method: str, f: float = DENSITY_F) -> pd.Series:
     """Fraction of each module kind's neurons selected (all layers pooled), indexed by kind."""
+    from theorylab.empirical.esm_neurons import MODULE_KINDS
+    from theorylab.empirical.esm_pipeline import density_records
     d = density_records(table)
     d = d[(d.method == method) & np.isclose(d.f, f)]
     return d.groupby("kind", observed=True).density.mean().reindex(list(MODULE_KINDS.values()))
@@ -145,7 +140,7 @@ def _(ctx: Context) -> Verdict:
     ig = density_by_kind(table, "ig")
     act = density_by_kind(table, "act")
     densest = str(ig.idxmax())
-    return Verdict(measured=densest, expected="key", holds=densest == "key",
+    return Verdict(measured=densest, criterion=Equality("key"),
                    details={"ig_density": ig.round(4).to_dict(),
                             "act_density": act.round(4).to_dict(),
                             "act_densest": str(act.idxmax()), "f": DENSITY_F})
@@ -160,6 +155,8 @@ _LABELS = {"act": "activation", "ig": "integrated gradients", "random": "random"
 def preservation_figure(ctx: Context):
     """Test accuracy vs kept fraction f per selection method; one panel per reset mode."""
     import matplotlib.pyplot as plt
+
+    from theorylab.empirical.esm_pipeline import accuracy_records, summary_records
     table = ctx.load(_study(ctx))
     acc = accuracy_records(table)
     summary = summary_records(table)
@@ -194,6 +191,9 @@ def preservation_figure(ctx: Context):
 def density_figure(ctx: Context):
     """Heatmaps (layer × module kind) of the fraction of neurons selected at f = 5 %."""
     import matplotlib.pyplot as plt
+
+    from theorylab.empirical.esm_neurons import MODULE_KINDS
+    from theorylab.empirical.esm_pipeline import density_records
     table = ctx.load(_study(ctx))
     d = density_records(table)
     kinds = list(MODULE_KINDS.values())

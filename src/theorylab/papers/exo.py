@@ -4,6 +4,8 @@ Alignment", arXiv 2402.00856, ICML 2024).
 Theory (:mod:`theorylab.theory.exo`) checks the derivations; tabular studies
 (:mod:`theorylab.simulations.exo_alignment`) check the gradient equivalence and mode-seeking; the
 sequence task (:mod:`theorylab.empirical.exo_sequence`) measures the reward–KL frontier.
+The studies and derivations are imported inside the checks and figures (``theorylab list``
+stays light).
 """
 
 from __future__ import annotations
@@ -11,33 +13,25 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 from theorylab.claims import Context, Verdict, claim
-from theorylab.empirical.exo_sequence import SequenceAlignmentStudy, frontier_gap
+from theorylab.criteria import AllOf, CIAbove, Equality, Measured, Threshold
 from theorylab.plotting import figure, savefig, style
-from theorylab.simulations.exo_alignment import (
-    GradientEquivalenceStudy,
-    ModeSeekingStudy,
-    gaussian_policy,
-)
-from theorylab.theory import exo as theory_exo
+from theorylab.stats import mean_ci
 
 PAPER = "EXO"
+STUDIES = {"exo-gradient-equivalence": "theorylab.simulations.exo_alignment",  # name -> module
+           "exo-mode-seeking": "theorylab.simulations.exo_alignment",
+           "exo-sequence-frontier": "theorylab.empirical.exo_sequence"}
 COS_TARGET = 0.99      # issue 4: cosine >= 0.99 by K = 64 on the default (50-way) problem
 K_TARGET = 64
 J_REL_TOL = 0.02       # EXO's stochastic solution within 2 % of the class's RL optimum J
 VALLEY_MAX = 0.05      # "mode-seeking": < 5 % of the policy's mass in the valley between bumps
+COS_HALF_WIDTH = 0.005  # cosine CI precision: half the margin 1 - COS_TARGET above the target
+GAP_HALF_WIDTH = 0.1   # cosine-gap CI precision: a gap under 0.1 in cosine is no practical difference
+REWARD_HALF_WIDTH = 0.01  # frontier-gap CI precision: a tenth of the gain alignment gives (≈ 0.1)
 # PAPERS.md [recon]: cos(K-sample grad, exact grad) on a 50-way categorical, β_r=0.5, β_π=0.7
 RECON_COS = {2: 0.88, 8: 0.977, 64: 0.998, 4096: 0.9999}
-
-
-def _mean_ci(x, level: float = 0.95) -> tuple[float, tuple[float, float]]:
-    """Mean and Student-t interval (n >= 2)."""
-    x = np.asarray(x, dtype=float)
-    m, n = float(x.mean()), len(x)
-    h = float(stats.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
-    return m, (m - h, m + h)
 
 
 # ----------------------------------------------------------------------------- theory
@@ -47,9 +41,10 @@ def _mean_ci(x, level: float = 0.95) -> tuple[float, tuple[float, float]]:
                  "gradient at pi ∝ pi_sft e^{r/(beta_r beta_pi)}, Eq. 16 = KL, and DPO's forward-KL "
                  "stationary point differing in a restricted class (sympy + mpmath)")
 def _(ctx: Context) -> Verdict:
+    from theorylab.theory import exo as theory_exo
     checks = theory_exo.verify()
     n_ok = sum(c.holds for c in checks)
-    return Verdict(measured=n_ok, expected=len(checks), holds=n_ok == len(checks),
+    return Verdict(measured=n_ok, criterion=Equality(len(checks)),
                    details={"proved_by": {c.name: c.proved_by for c in checks},
                             "max_residual": max(c.max_abs_residual for c in checks),
                             "restricted_class": next(c.details for c in checks
@@ -58,22 +53,30 @@ def _(ctx: Context) -> Verdict:
 
 # ----------------------------------------------------------------------------- gradients
 
+def _gradient_table(ctx):
+    from theorylab.simulations.exo_alignment import GradientEquivalenceStudy
+    return ctx.run(ctx.sized(GradientEquivalenceStudy()))
+
+
 def _by_k(t, col):
-    return {int(k): _mean_ci(g[col]) for k, g in t.groupby("K")}
+    return {int(k): mean_ci(g[col]) for k, g in t.groupby("K")}
 
 
 @claim("exo.grad.cosine_to_rl", paper=PAPER, kind="simulation",
        statement="the mean K-sample EXO gradient aligns with -grad J_beta_r(pi^beta_pi): cosine >= 0.99 "
                  "by K = 64 on a 50-way categorical (beta_r=0.5, beta_pi=0.7), rising with K")
 def _(ctx: Context) -> Verdict:
-    t = ctx.run(ctx.sized(GradientEquivalenceStudy()))
+    t = _gradient_table(ctx)
     t50 = t[t.n_actions == 50]
     cos = _by_k(t50, "cos_exo")
     m, ci = cos[K_TARGET]
     kmin, kmax = min(cos), max(cos)
-    rising = cos[kmax][0] > cos[kmin][0]
-    return Verdict(measured=m, expected=f">= {COS_TARGET}", ci=ci,
-                   holds=bool(ci[0] >= COS_TARGET and rising),
+    rise = cos[kmax][0] - cos[kmin][0]
+    return Verdict(measured=m, ci=ci,
+                   criterion=AllOf({f"cos_K{K_TARGET}": CIAbove(COS_TARGET, COS_HALF_WIDTH,
+                                                                 inclusive=True),
+                                    f"rise_K{kmin}_to_K{kmax}": Threshold(">", 0.0)}),
+                   parts={f"cos_K{K_TARGET}": Measured(m, ci), f"rise_K{kmin}_to_K{kmax}": rise},
                    details={"cos_by_K": {k: round(v[0], 5) for k, v in cos.items()},
                             "relerr_by_K": {k: round(v[0], 4) for k, v in _by_k(t50, "relerr_exo").items()},
                             "cos_single_draw_by_K": {k: round(v[0], 4) for k, v in
@@ -86,13 +89,13 @@ def _(ctx: Context) -> Verdict:
        statement="gradient equivalence holds at the largest vocabulary of the study (10^4 actions; "
                  "10^3 in the quick form): cosine >= 0.99 at the largest K")
 def _(ctx: Context) -> Verdict:
-    t = ctx.run(ctx.sized(GradientEquivalenceStudy()))
+    t = _gradient_table(ctx)
     n = int(t.n_actions.max())
     tn = t[t.n_actions == n]
     cos = _by_k(tn, "cos_exo")
     kmax = max(cos)
     m, ci = cos[kmax]
-    return Verdict(measured=m, expected=f">= {COS_TARGET}", ci=ci, holds=bool(ci[0] >= COS_TARGET),
+    return Verdict(measured=m, ci=ci, criterion=CIAbove(COS_TARGET, COS_HALF_WIDTH, inclusive=True),
                    details={"n_actions": n, "K": kmax,
                             "cos_by_K": {k: round(v[0], 5) for k, v in cos.items()},
                             "noise_floor_cos_halves": float(tn.cos_exo_halves.min())})
@@ -102,14 +105,18 @@ def _(ctx: Context) -> Verdict:
        statement="the K-sample DPO gradient tends to the forward-KL direction beta_pi(pi^beta_pi - pi*) "
                  "(cosine >= 0.99 at the largest K), not to the RL direction: a gap remains")
 def _(ctx: Context) -> Verdict:
-    t = ctx.run(ctx.sized(GradientEquivalenceStudy()))
+    t = _gradient_table(ctx)
     t50 = t[t.n_actions == 50]
     kmax = int(t50.K.max())
     tk = t50[t50.K == kmax]
-    m_fwd, ci_fwd = _mean_ci(tk.cos_dpo_fwd)
-    gap, ci_gap = _mean_ci(tk.cos_exo - tk.cos_dpo_exact)
-    return Verdict(measured=gap, expected="> 0 (EXO closer to RL than DPO)", ci=ci_gap,
-                   holds=bool(ci_fwd[0] >= COS_TARGET and ci_gap[0] > 0),
+    m_fwd, ci_fwd = mean_ci(tk.cos_dpo_fwd)
+    gap, ci_gap = mean_ci(tk.cos_exo - tk.cos_dpo_exact)  # > 0: EXO closer to RL than DPO
+    return Verdict(measured=gap, ci=ci_gap,
+                   criterion=AllOf({"cos_gap_exo_minus_dpo": CIAbove(0.0, GAP_HALF_WIDTH),
+                                    "cos_dpo_to_forward_kl": CIAbove(COS_TARGET, COS_HALF_WIDTH,
+                                                                     inclusive=True)}),
+                   parts={"cos_gap_exo_minus_dpo": Measured(gap, ci_gap),
+                          "cos_dpo_to_forward_kl": Measured(m_fwd, ci_fwd)},
                    details={"K": kmax, "cos_dpo_to_forward_kl": m_fwd, "ci_dpo_to_forward_kl": ci_fwd,
                             "cos_dpo_to_rl": float(tk.cos_dpo_exact.mean()),
                             "cos_forward_vs_reverse_limits": float(tk.cos_limits.mean()),
@@ -120,6 +127,7 @@ def _(ctx: Context) -> Verdict:
 # ----------------------------------------------------------------------------- mode seeking
 
 def _mode_tables(ctx):
+    from theorylab.simulations.exo_alignment import ModeSeekingStudy
     study = ctx.sized(ModeSeekingStudy())
     t = ctx.run(study)
     return study, t
@@ -133,12 +141,14 @@ def _(ctx: Context) -> Verdict:
     j_rl = float(t[t.method == "rl_exact"].J.iloc[0])
     exo = t[t.method == "exo"]
     rel = (j_rl - exo.J) / abs(j_rl)
-    m, ci = _mean_ci(rel)
+    m, ci = mean_ci(rel)
     worst = float(rel.abs().max())
     valley = float(exo.mass_valley.max())
-    return Verdict(measured=worst, expected=f"<= {J_REL_TOL}", ci=ci,
-                   holds=bool(worst <= J_REL_TOL and valley < VALLEY_MAX),
-                   details={"J_rl": j_rl, "J_exo": exo.J.round(4).tolist(), "mu_exo": exo.mu.round(3).tolist(),
+    return Verdict(measured=worst,  # the CI of the mean relative gap is in details
+                   criterion=AllOf({"max_rel_J_gap": Threshold("<=", J_REL_TOL),
+                                    "max_valley_mass": Threshold("<", VALLEY_MAX)}),
+                   parts={"max_rel_J_gap": worst, "max_valley_mass": valley},
+                   details={"mean_rel_J_gap": m, "mean_rel_J_gap_ci": ci, "J_rl": j_rl, "J_exo": exo.J.round(4).tolist(), "mu_exo": exo.mu.round(3).tolist(),
                             "sigma_exo": exo.sigma.round(3).tolist(), "valley_mass_exo_max": valley,
                             "J_unrestricted_optimum": study.optimum_row()["J"]})
 
@@ -150,9 +160,15 @@ def _(ctx: Context) -> Verdict:
     _, t = _mode_tables(ctx)
     exo, dpo = t[t.method == "exo"], t[t.method == "dpo"]
     diff = exo.J.to_numpy() - dpo.J.to_numpy()        # paired by rep
-    m, ci = _mean_ci(diff)
-    more_valley = bool(dpo.mass_valley.min() > exo.mass_valley.max())
-    return Verdict(measured=m, expected="> 0", ci=ci, holds=bool(ci[0] > 0 and more_valley),
+    m, ci = mean_ci(diff)
+    valley_margin = float(dpo.mass_valley.min() - exo.mass_valley.max())
+    j_rl = float(t[t.method == "rl_exact"].J.iloc[0])
+    # J precision: EXO's own tolerance (J_REL_TOL of the RL optimum) cannot tell narrower gaps
+    return Verdict(measured=m, ci=ci,
+                   criterion=AllOf({"J_exo_minus_dpo": CIAbove(0.0, J_REL_TOL * abs(j_rl)),
+                                    "valley_dpo_min_minus_exo_max": Threshold(">", 0.0)}),
+                   parts={"J_exo_minus_dpo": Measured(m, ci),
+                          "valley_dpo_min_minus_exo_max": valley_margin},
                    details={"J_dpo": dpo.J.round(4).tolist(), "sigma_dpo": dpo.sigma.round(3).tolist(),
                             "valley_mass_dpo": dpo.mass_valley.round(3).tolist(),
                             "J_dpo_exact": float(t[t.method == "dpo_exact"].J.iloc[0]),
@@ -165,6 +181,8 @@ def _(ctx: Context) -> Verdict:
 def gradient_figure(ctx: Context):
     """Cosine and relative error of K-sample gradients vs their K → ∞ limits."""
     import matplotlib.pyplot as plt
+
+    from theorylab.simulations.exo_alignment import GradientEquivalenceStudy
     t = ctx.load(ctx.sized(GradientEquivalenceStudy()))
     with style():
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
@@ -198,6 +216,7 @@ def mode_figure(ctx: Context):
     import torch
 
     from theorylab.kernels import exo as kx
+    from theorylab.simulations.exo_alignment import ModeSeekingStudy, gaussian_policy
     study = ctx.sized(ModeSeekingStudy())
     t = ctx.load(study)
     y, lps, r = study.problem()
@@ -237,12 +256,18 @@ def mode_figure(ctx: Context):
 SEQ_PAIRS = (("exo_rw", "dpo_rw"), ("exo_pref", "dpo_pref"))
 
 
+def _sequence_table(ctx):
+    from theorylab.empirical.exo_sequence import SequenceAlignmentStudy
+    return ctx.run(ctx.sized(SequenceAlignmentStudy()))
+
+
 def _frontier_gaps(t, anchor: bool = False):
     """Per seed: frontier_gap(EXO, DPO) for the reward and preference modes.
 
     Default: over the KL range both methods' runs reach. ``anchor=True`` adds the π_sft point
     (KL 0) to both frontiers, which extends the range to 0 but credits a method with a straight
     chord wherever it has no run of low KL."""
+    from theorylab.empirical.exo_sequence import frontier_gap
     out = {a: [] for a, _ in SEQ_PAIRS}
     for _, g in t.groupby("seed"):
         sft = g[g.method == "sft"].iloc[0]
@@ -258,15 +283,18 @@ def _frontier_gaps(t, anchor: bool = False):
        statement="on the synthetic sentiment task every aligned TinyLM (EXO/DPO, reward/preference "
                  "mode, every beta, every seed) beats pi_sft's reward, at a positive KL(pi||pi_sft)")
 def _(ctx: Context) -> Verdict:
-    t = ctx.run(ctx.sized(SequenceAlignmentStudy()))
+    t = _sequence_table(ctx)
     sft = t[t.method == "sft"].set_index("seed").reward
     al = t[t.method != "sft"]
     gain = al.reward.to_numpy() - sft.loc[al.seed].to_numpy()
     z = gain / np.hypot(al.reward_se.to_numpy(), t[t.method == "sft"].set_index("seed")
                         .reward_se.loc[al.seed].to_numpy())
-    kl_ok = bool((al.kl - 2 * al.kl_se > 0).all())
-    return Verdict(measured=float(gain.min()), expected="> 0 (z > 2) with KL > 0", holds=bool(
-        (z > 2).all() and kl_ok),
+    kl_lo = float((al.kl - 2 * al.kl_se).min())
+    return Verdict(measured=float(gain.min()),
+                   criterion=AllOf({"min_gain": Threshold(">", 0.0), "min_z": Threshold(">", 2.0),
+                                    "min_kl_minus_2se": Threshold(">", 0.0)}),
+                   parts={"min_gain": float(gain.min()), "min_z": float(z.min()),
+                          "min_kl_minus_2se": kl_lo},
         details={"min_z": float(z.min()), "sft_reward_by_seed": sft.round(4).to_dict(),
                  "mean_reward_by_method": al.groupby("method").reward.mean().round(4).to_dict(),
                  "mean_kl_by_method": al.groupby("method").kl.mean().round(3).to_dict(),
@@ -278,14 +306,15 @@ def _(ctx: Context) -> Verdict:
                  "above DPO's (reward mode: mean reward gap at matched KL over the KL range both "
                  "reach; 95% CI over seeds)")
 def _(ctx: Context) -> Verdict:
-    t = ctx.run(ctx.sized(SequenceAlignmentStudy()))
+    t = _sequence_table(ctx)
     gaps, anchored = _frontier_gaps(t), _frontier_gaps(t, anchor=True)
-    if len(gaps["exo_rw"]) < 2:
-        return Verdict(measured=float("nan"), expected="> 0", holds=False,
+    crit = CIAbove(0.0, REWARD_HALF_WIDTH)
+    if len(gaps["exo_rw"]) < 2:  # no CI: inconclusive
+        return Verdict(measured=float("nan"), criterion=crit,
                        details={"note": "fewer than 2 seeds with overlapping KL ranges"})
-    m, ci = _mean_ci(gaps["exo_rw"])
-    pref = _mean_ci(gaps["exo_pref"]) if len(gaps["exo_pref"]) > 1 else (float("nan"), None)
-    return Verdict(measured=m, expected="> 0", ci=ci, holds=bool(ci[0] > 0),
+    m, ci = mean_ci(gaps["exo_rw"])
+    pref = mean_ci(gaps["exo_pref"]) if len(gaps["exo_pref"]) > 1 else (float("nan"), None)
+    return Verdict(measured=m, criterion=crit, ci=ci,
                    details={"gap_rw_by_seed": [round(g, 4) for g in gaps["exo_rw"]],
                             "gap_pref_mean": pref[0], "gap_pref_ci": pref[1],
                             "gap_pref_by_seed": [round(g, 4) for g in gaps["exo_pref"]],
@@ -299,6 +328,8 @@ def _(ctx: Context) -> Verdict:
 def frontier_figure(ctx: Context):
     """The paper's frontier plot, analogue: reward vs KL(π‖π_sft) for the four methods across β (mean ± SE over seeds)."""
     import matplotlib.pyplot as plt
+
+    from theorylab.empirical.exo_sequence import SequenceAlignmentStudy
 
     t = ctx.load(ctx.sized(SequenceAlignmentStudy()))
     sft = t[t.method == "sft"]

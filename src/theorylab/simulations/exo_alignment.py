@@ -22,7 +22,6 @@ Two studies built on :mod:`theorylab.kernels.exo`:
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -33,23 +32,14 @@ from theorylab.constraints import NONNEGATIVE, POSITIVE, SEED, Choice, Int, Real
 from theorylab.kernels import exo as kx
 from theorylab.seeding import torch_generator
 from theorylab.study import Study
+from theorylab.threads import single_thread
 
-__all__ = ["single_thread", "GradientEquivalenceStudy", "ModeSeekingStudy", "tabular_problem", "gradient_row",
+__all__ = ["GradientEquivalenceStudy", "ModeSeekingStudy", "tabular_problem", "gradient_row",
            "line_problem", "gaussian_policy", "METHODS"]
 
 DT = torch.float64
 
 
-@contextmanager
-def single_thread():
-    """Run torch on one thread (restored after): these units are tiny, and on a loaded 2-core
-    machine torch's default thread pool made them ~25x slower (measured 40 s vs 1.6 s)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:

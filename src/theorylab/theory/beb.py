@@ -35,14 +35,15 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import mpmath
 import sympy as sp
 
+from theorylab.theory.result import DerivationResult, summarise
 from theorylab.validation import check_int, check_real
 
-__all__ = ["Step", "Check", "Derivation", "key_lemma", "t1", "t2", "t3", "t4", "t5", "eq7",
+__all__ = ["Step", "Derivation", "key_lemma", "t1", "t2", "t3", "t4", "t5", "eq7",
            "DERIVATIONS", "verify", "t1_length", "t2_length", "t3_length", "t4_length",
            "t5_length", "eq7_kl_bound", "eq7_aligned_bound", "sigmoid_centre"]
 
@@ -69,19 +70,6 @@ class Step:
 
 
 @dataclass(frozen=True)
-class Check:
-    """Outcome of verifying one derivation: per-step proof method and worst numeric residual."""
-
-    name: str
-    holds: bool
-    proved_by: dict            # step name -> "symbolic" | "numeric" | "FAILED"
-    max_abs_residual: float    # identities: max |expr|; inequalities: max(0, -expr)
-    n_points: int
-    domain: str
-    details: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Derivation:
     """A claim proved by a sequence of steps over a stated domain (``sample`` draws from it)."""
 
@@ -99,7 +87,7 @@ class Derivation:
             return e == 0
         return bool(e.is_nonnegative) or bool(sp.factor(e).is_nonnegative)
 
-    def verify(self, seed: int = 0, tol: float = 1e-20) -> Check:
+    def verify(self, seed: int = 0, tol: float = 1e-20) -> DerivationResult:
         rng = random.Random(seed)
         proved, worst = {}, 0.0
         points = [self.sample(rng) for _ in range(N_POINTS)]
@@ -117,8 +105,8 @@ class Derivation:
                 sym_ok = self._symbolic(st)
                 proved[st.name] = "symbolic" if (sym_ok and num_ok) else (
                     "numeric" if num_ok else "FAILED")
-        return Check(self.name, all(p != "FAILED" for p in proved.values()), proved, worst,
-                     N_POINTS, self.domain)
+        return DerivationResult(self.name, all(p != "FAILED" for p in proved.values()),
+                                summarise(proved), proved, worst, N_POINTS, self.domain)
 
 
 def _pt(rng: random.Random, extra: dict | None = None) -> dict:
@@ -258,16 +246,16 @@ DERIVATIONS: dict[str, Callable[[], Derivation]] = {
     "key_lemma": key_lemma, "t1": t1, "t2": t2, "t3": t3, "t4": t4, "t5": t5, "eq7": eq7}
 
 
-def verify(seed: int = 0) -> list[Check]:
+def verify(seed: int = 0) -> list[DerivationResult]:
     """Verify every derivation; the Eq. 7 check also carries the centre's alpha -> 0 limit."""
     out = []
     for name, make in DERIVATIONS.items():
         chk = make().verify(seed)
         if name == "eq7":
             lim = _centre_limit()
-            chk = Check(chk.name, chk.holds and lim, {**chk.proved_by,
-                        "centre/log(1/a) -> 1": "symbolic" if lim else "FAILED"},
-                        chk.max_abs_residual, chk.n_points, chk.domain)
+            proved = {**chk.proved_by, "centre/log(1/a) -> 1": "symbolic" if lim else "FAILED"}
+            chk = DerivationResult(chk.name, chk.holds and lim, summarise(proved), proved,
+                                   chk.max_abs_residual, chk.n_points, chk.domain)
         out.append(chk)
     return out
 

@@ -31,30 +31,19 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import mpmath
 import sympy as sp
 
-__all__ = ["Check", "Derivation", "softmax_policy_gradient", "exo_limit_identity",
+from theorylab.theory.result import DerivationResult
+
+__all__ = ["Derivation", "softmax_policy_gradient", "exo_limit_identity",
            "exo_optimum_stationary", "pref_loss_is_kl", "dpo_stationary_point_differs",
            "DERIVATIONS", "verify"]
 
 DPS = 30            # mpmath digits for the numeric spot checks
 N_POINTS = 12       # random points per identity
-
-
-@dataclass(frozen=True)
-class Check:
-    """Result of one verification: which step proved it and the worst numeric residual."""
-
-    name: str
-    holds: bool
-    proved_by: str              # "symbolic" | "numeric" | "none"
-    max_abs_residual: float     # over the numeric spot checks (always run)
-    n_points: int
-    domain: str
-    details: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -74,7 +63,7 @@ class Derivation:
     simplify_symbolic: bool = True
     extra: Callable[[], tuple[bool, dict]] | None = None
 
-    def verify(self, seed: int = 0, tol: float = 1e-20) -> Check:
+    def verify(self, seed: int = 0, tol: float = 1e-20) -> DerivationResult:
         sym_ok = False
         if self.simplify_symbolic and self.lhs:
             sym_ok = all(sp.simplify(sp.expand_log(a - b, force=True)) == 0
@@ -98,9 +87,9 @@ class Derivation:
             extra_ok, more = self.extra()
             details.update(more)
         holds = (sym_ok or num_ok) and num_ok and extra_ok
-        proved = "symbolic" if sym_ok and holds else ("numeric" if holds else "none")
-        return Check(self.name, bool(holds), proved, worst, N_POINTS if self.lhs else 0,
-                     self.domain, details)
+        proved = "symbolic" if sym_ok and holds else ("numeric" if holds else "FAILED")
+        return DerivationResult(self.name, bool(holds), proved, {self.name: proved}, worst,
+                                N_POINTS if self.lhs else 0, self.domain, details)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -320,7 +309,7 @@ DERIVATIONS: dict[str, Callable[[], Derivation]] = {
 }
 
 
-def verify(names=None, seed: int = 0) -> list[Check]:
-    """Verify the named derivations (all by default); one :class:`Check` each."""
+def verify(names=None, seed: int = 0) -> list[DerivationResult]:
+    """Verify the named derivations (all by default); one result each."""
     names = list(DERIVATIONS) if names is None else list(names)
     return [DERIVATIONS[n]().verify(seed=seed) for n in names]

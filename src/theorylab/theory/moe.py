@@ -54,20 +54,22 @@ Decision (STYLE.md §5: symbolic first, always a numeric spot-check)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import mpmath
 import sympy as sp
 
 from theorylab.errors import ConfigError
+from theorylab.theory.result import DerivationResult
 
-__all__ = ["FAMILIES", "KINDS", "ATOMS", "DPS", "Member", "IdentifiabilityResult", "function_set",
+__all__ = ["FAMILIES", "KINDS", "ATOMS", "DPS", "Member", "function_set",
            "function_set_latex", "verify", "identifiability_report"]
 
 FAMILIES = ("sigmoid", "tanh", "linear", "polynomial")
 KINDS = ("expert", "gated")
 DPS = 40                     # mpmath digits of the numeric spot check
-DOMAIN = "x in [-3, 3] (64 Chebyshev points)"
+N_NUMERIC_POINTS = 64        # Chebyshev points of the numeric check
+DOMAIN = f"x in [-3, 3] ({N_NUMERIC_POINTS} Chebyshev points)"
 NUMERIC_INDEPENDENT = 1e-15  # singular-value ratio above: independent; below 1e-25: dependent
 NUMERIC_DEPENDENT = 1e-25
 
@@ -86,31 +88,6 @@ class Member:
     atom: int
     label: str
     expr: sp.Expr
-
-
-@dataclass(frozen=True)
-class IdentifiabilityResult:
-    """Verdict for one family: ``holds`` is True when the set is linearly independent.
-
-    method: which step decided it; dependence: a vanishing combination (sympy expression in the
-    member labels' functions, ``None`` if independent); vanishing: labels of identically-zero
-    members; merged: (label, merged-into label) pairs; numeric_ratio: smallest/largest singular
-    value of the sampled set; numeric_agrees: the numeric check gives the same verdict.
-    """
-
-    family: str
-    kind: str
-    holds: bool
-    method: str
-    dependence: sp.Expr | None
-    vanishing: tuple[str, ...]
-    merged: tuple[tuple[str, str], ...]
-    n_functions: int
-    numeric_ratio: float
-    numeric_agrees: bool
-    domain: str = DOMAIN
-    dps: int = DPS
-    details: dict = field(default_factory=dict)
 
 
 # ---- the sets ----------------------------------------------------------------------------------
@@ -224,8 +201,8 @@ def _numeric_ratio(members, family):
     fns = [sp.lambdify(syms, m.expr, "mpmath") for m in members]
     with mpmath.workdps(DPS):
         rows = []
-        for i in range(64):
-            xv = 3 * mpmath.cos(mpmath.pi * (2 * i + 1) / 128)
+        for i in range(N_NUMERIC_POINTS):
+            xv = 3 * mpmath.cos(mpmath.pi * (2 * i + 1) / (2 * N_NUMERIC_POINTS))
             args = [xv]
             for beta1, a, b in ATOMS:
                 u = a * xv + mpmath.mpf(sp.N(b, DPS + 10))
@@ -312,8 +289,15 @@ def _phi_value(family, u):
 
 
 def verify(family: str, kind: str = "expert", degree: int = 2,
-           extra: tuple = ()) -> IdentifiabilityResult:
+           extra: tuple = ()) -> DerivationResult:
     """Decide strong identifiability of ``family`` (module docstring), symbolic then numeric.
+
+    ``holds`` is True when the set is linearly independent; ``method`` says which step decided
+    it. ``details``: ``dependence`` (a vanishing combination, a sympy expression in the members'
+    functions, None if independent), ``vanishing`` (labels of identically-zero members),
+    ``merged`` ((label, merged-into label) pairs), ``n_functions``, ``numeric_ratio``
+    (smallest/largest singular value of the sampled set), ``numeric_agrees`` (the numeric check
+    gives the same verdict), ``kind``, ``dps`` and the deciding step's numbers.
 
     ``extra`` appends members (``Member`` objects) to the set, e.g. to inject a dependence and
     see the check fail.
@@ -355,12 +339,18 @@ def verify(family: str, kind: str = "expert", degree: int = 2,
         deficient is None and (numeric_ind or numeric_dep))
     if vanishing and not deficient:
         agrees = numeric_ind  # the nonzero members are independent; the zeros decide
-    return IdentifiabilityResult(family, kind, bool(holds), method, dependence, vanishing,
-                                 tuple(merged), len(members), float(ratio), bool(agrees),
-                                 details=details)
+    how = "FAILED" if deficient is None and not (numeric_ind or numeric_dep) else (
+        "numeric" if deficient is None else "symbolic")
+    return DerivationResult(
+        family, bool(holds), method, {"linear independence": how},
+        float("nan"),  # a decision, not an identity: its numeric side is numeric_ratio
+        N_NUMERIC_POINTS, DOMAIN,
+        {"kind": kind, "dependence": dependence, "vanishing": vanishing, "merged": tuple(merged),
+         "n_functions": len(members), "numeric_ratio": float(ratio),
+         "numeric_agrees": bool(agrees), "dps": DPS, **details})
 
 
 def identifiability_report(kind: str = "expert",
-                           degree: int = 2) -> dict[str, IdentifiabilityResult]:
+                           degree: int = 2) -> dict[str, DerivationResult]:
     """:func:`verify` for every family of :data:`FAMILIES`."""
     return {family: verify(family, kind, degree) for family in FAMILIES}

@@ -1,21 +1,61 @@
-r"""Convergence-rate estimation: slopes of log-loss against log n, with 95 % confidence intervals.
+r"""Shared statistics: the mean with its Student-t interval, a binomial (Wilson) interval, and
+convergence-rate slopes of log-loss against log n.
 
-A loss decaying like :math:`C n^{-r}` has slope :math:`-r` in :math:`\log \text{loss}` vs
-:math:`\log n`. The MoE-LSE theorems state rates up to a log factor,
-:math:`(\log n / n)^{r}`, whose slope against :math:`\log n` on a finite grid is shallower than
-:math:`-r`; :func:`rate_band` gives the interval between the two, computed on the same grid.
+* :func:`mean_ci`: :math:`\bar x \pm t_{n-1,\,(1+\ell)/2}\, s/\sqrt n` (the one mean-and-CI
+  helper; :math:`s` the sample standard deviation with ddof 1).
+* :func:`wilson_ci`: the Wilson score interval of k successes in n trials.
+* :func:`loglog_slope`, :func:`rate_band`, :func:`band_overlaps`, :func:`within_bound`: a loss
+  decaying like :math:`C n^{-r}` has slope :math:`-r` in :math:`\log \text{loss}` vs
+  :math:`\log n`. The MoE-LSE theorems state rates up to a log factor,
+  :math:`(\log n / n)^{r}`, whose slope against :math:`\log n` on a finite grid is shallower
+  than :math:`-r`; :func:`rate_band` gives the interval between the two on the same grid.
+
+scipy and statsmodels are imported inside the functions, so importing this module is cheap.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
-import statsmodels.api as sm
 
 from theorylab.errors import InputError
 
-__all__ = ["SlopeFit", "loglog_slope", "rate_band", "band_overlaps", "within_bound"]
+__all__ = ["mean_ci", "wilson_ci", "SlopeFit", "loglog_slope", "rate_band", "band_overlaps",
+           "within_bound"]
+
+
+def mean_ci(x, level: float = 0.95) -> tuple[float, tuple[float, float]]:
+    """Mean of ``x`` and its Student-t ``level`` interval (n - 1 degrees of freedom).
+
+    One value gives a NaN interval (no spread to estimate); an empty or non-finite sample is
+    rejected.
+    """
+    from scipy import stats
+    x = np.asarray(x, dtype=float).ravel()
+    if x.size == 0 or not np.isfinite(x).all():
+        raise InputError(f"'x' of mean_ci must be a non-empty finite sample. Got {x.size} values, "
+                         f"{int((~np.isfinite(x)).sum())} not finite.")
+    if not 0 < level < 1:
+        raise InputError(f"'level' of mean_ci must be in (0, 1). Got {level}.")
+    m, n = float(x.mean()), x.size
+    if n < 2:
+        return m, (math.nan, math.nan)
+    h = float(stats.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    return m, (m - h, m + h)
+
+
+def wilson_ci(k: float, n: float, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of the success probability after ``k`` successes in ``n`` trials."""
+    from scipy import stats
+    if not (n > 0 and 0 <= k <= n):
+        raise InputError(f"'k' and 'n' of wilson_ci must satisfy 0 <= k <= n, n > 0. Got k={k}, n={n}.")
+    z = stats.norm.ppf(0.5 + level / 2)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
 
 
 class SlopeFit(NamedTuple):
@@ -58,6 +98,7 @@ def loglog_slope(n, loss, scale: str = "n", alpha: float = 0.05) -> SlopeFit:
                          f"{loss.size} entries are not.")
     if np.unique(n).size < 2:
         raise InputError("'n' must take at least 2 distinct values for a slope.")
+    import statsmodels.api as sm
     X = sm.add_constant(_scale(n, scale))
     res = sm.OLS(np.log(loss), X).fit(cov_type="HC3")
     lo, hi = res.conf_int(alpha)[1]
