@@ -19,7 +19,7 @@ class OLSStudy(Study):
     ns: tuple[int, ...] = (50, 100, 200, 400, 800)
     d: int = 5
     noise_sd: float = 1.0
-    n_reps: int = 40
+    n_reps: int = 100
     seed: int = 0
     constraints: ClassVar = {"ns": Tuple(Int(2, 10**6)), "d": Int(1, 100), "noise_sd": POSITIVE,
                              "n_reps": Int(1, 10_000), "seed": SEED}
@@ -28,7 +28,7 @@ class OLSStudy(Study):
         return [{"rep": r} for r in range(self.n_reps)]
 
     def quick(self):  # the CI-sized form: fewer replicates, the same criterion
-        return self.replace(n_reps=20)
+        return self.replace(n_reps=60)
 
     def make_data(self, rep: int) -> dict:  # a stage: one data set per replicate
         rng = np.random.default_rng([self.seed, rep])

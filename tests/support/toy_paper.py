@@ -14,6 +14,7 @@ from typing import ClassVar
 from support.toy import ToyStudy
 from theorylab.claims import REGISTRY, Verdict, claim
 from theorylab.constraints import Str
+from theorylab.criteria import Equality
 from theorylab.plotting import FIGURES, figure, savefig, style
 
 PAPER = "TOY"
@@ -47,8 +48,8 @@ def register():
     @claim(CLAIM_ID, paper=PAPER, kind="simulation", statement="toy means are finite")
     def _(ctx):
         t = ctx.run(figure_study(ctx.quick))
-        return Verdict(measured=len(t), expected=len(figure_study(ctx.quick).units()),
-                       holds=len(t) == len(figure_study(ctx.quick).units()))
+        return Verdict(measured=len(t),
+                       criterion=Equality(len(figure_study(ctx.quick).units())))
 
     @figure(FIGURE, paper=PAPER)
     def _(ctx):
