@@ -134,7 +134,8 @@ class SequenceAlignmentStudy(Study):
     TinyLM (d=48, 2 layers) trained for 6 epochs on 6000 documents; 512 alignment prompts with
     K = 4 samples; β_r = 0.1 (also the Bradley–Terry temperature); β_π ∈ {0.3, 1, 2, 3, 5, 10};
     3 seeds.
-    The paper used β = 0.1 on IMDB with gpt2-large (PAPERS.md); scale here is far smaller.
+    The paper (Ji et al., arXiv 2402.00856) used β = 0.1 on IMDB with gpt2-large; scale here is
+    far smaller.
     """
 
     name: ClassVar[str] = "exo-sequence-frontier"

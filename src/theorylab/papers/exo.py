@@ -30,7 +30,8 @@ VALLEY_MAX = 0.05      # "mode-seeking": < 5 % of the policy's mass in the valle
 COS_HALF_WIDTH = 0.005  # cosine CI precision: half the margin 1 - COS_TARGET above the target
 GAP_HALF_WIDTH = 0.1   # cosine-gap CI precision: a gap under 0.1 in cosine is no practical difference
 REWARD_HALF_WIDTH = 0.01  # frontier-gap CI precision: a tenth of the gain alignment gives (≈ 0.1)
-# PAPERS.md [recon]: cos(K-sample grad, exact grad) on a 50-way categorical, β_r=0.5, β_π=0.7
+# Reference check of the K → ∞ argument (not numbers from the paper; book page "Papers and
+# formulas"): cos(K-sample grad, exact grad) on a 50-way categorical, β_r=0.5, β_π=0.7
 RECON_COS = {2: 0.88, 8: 0.977, 64: 0.998, 4096: 0.9999}
 
 
@@ -82,7 +83,7 @@ def _(ctx: Context) -> Verdict:
                             "cos_single_draw_by_K": {k: round(v[0], 4) for k, v in
                                                      _by_k(t50, "cos_exo_single").items()},
                             "noise_floor_cos_halves": float(t50.cos_exo_halves.min()),
-                            "recon_PAPERS_md": RECON_COS, "n_prompts": int(t50.prompt.nunique())})
+                            "reference_cos_by_K": RECON_COS, "n_prompts": int(t50.prompt.nunique())})
 
 
 @claim("exo.grad.large_vocab", paper=PAPER, kind="simulation",
@@ -198,7 +199,7 @@ def gradient_figure(ctx: Context):
             rel = g.groupby("K").relerr_dpo_fwd.mean()
             axes[1].loglog(rel.index, rel, "s--", ms=3, label=f"DPO vs fwd-KL, N={n}")
         ks = list(RECON_COS)
-        axes[0].plot(ks, [1 - RECON_COS[k] for k in ks], "k*", ms=9, label="PAPERS.md recon (N=50)")
+        axes[0].plot(ks, [1 - RECON_COS[k] for k in ks], "k*", ms=9, label="reference check, N=50")
         axes[0].axhline(1 - COS_TARGET, color="grey", lw=0.8)
         axes[0].set(xscale="log", yscale="log", xlabel="K (samples per prompt)", ylabel="1 − cosine",
                     title="K-sample gradient vs its K → ∞ direction")

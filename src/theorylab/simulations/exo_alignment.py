@@ -102,8 +102,9 @@ def gradient_row(theta, logp_sft, r, K: int, n_draws: int, beta_pi: float, beta_
 class GradientEquivalenceStudy(Study):
     """K-sample EXO/DPO gradients vs their K → ∞ limits on random categorical problems.
 
-    Defaults: the reconstructed check of PAPERS.md (50-way categorical, β_r = 0.5, β_π = 0.7)
-    plus 10³ and 10⁴ actions; 16 prompts per (N, K).
+    Defaults: the setting of the reference check of the K → ∞ argument (50-way categorical,
+    β_r = 0.5, β_π = 0.7; book page "Papers and formulas") plus 10³ and 10⁴ actions; 16 prompts
+    per (N, K).
     """
 
     name: ClassVar[str] = "exo-gradient-equivalence"

@@ -17,8 +17,8 @@ inequality ``expr >= 0`` under the stated domain):
 * :func:`t4` -- best-of-n: :math:`\mathrm{TV}(P^{\otimes n}, P_-^{\otimes n}) \le n(1-w)`
   adds :math:`\log n` (Thm 4).
 * :func:`t5` -- a random :math:`P_-` prompt of length :math:`> \max\{2c/\beta, 4\sigma^2/(\beta^2
-  \delta)\}` misaligns w.p. :math:`\ge 1-\delta` (Thm 5, the form in ../shared/PAPERS.md,
-  derived here via Chebyshev).
+  \delta)\}` misaligns w.p. :math:`\ge 1-\delta` (Thm 5; this form is taken from a
+  secondary summary of the paper, not checked against its text, and is derived here via Chebyshev).
 * :func:`eq7` -- :math:`KL(P_-(\cdot|s)\|P(\cdot|s)) \le \log(1 + \frac{1-\alpha}{\alpha}
   e^{-\beta|s|})`, and for :math:`B\in\{0,1\}` with :math:`B_{P_-}\equiv 0`:
   :math:`B_P(s) \le 1/(1 + \frac{\alpha}{1-\alpha}e^{\beta|s|})`, a reverse sigmoid centred at
