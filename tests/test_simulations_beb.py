@@ -243,6 +243,31 @@ def test_decompose_persona_sigma_plus_is_inf():
 # ----------------------------------------------------------------------------- neural LM
 
 
+def test_misaligns_reports_the_ratio_of_the_papers_kind():
+    """The paper's aligned-fraction curve starts at 1 sentence: beside our after-10 / none (the
+    claim's measure) the verdict gives after-10 / after-1, the paper's ratio."""
+    import pandas as pd
+
+    import theorylab.papers.beb  # noqa: F401
+    from theorylab.claims import REGISTRY
+    from theorylab.empirical.beb_neural import NeuralBEBStudy
+    from theorylab.papers.beb import PAPER_ALIGNED_OF_32
+    curve = 0.5 * 0.6 ** np.arange(11)
+
+    class Ctx:
+        def sized(self, study):
+            return NeuralBEBStudy()
+
+        def run(self, study):
+            return pd.DataFrame([{**{f"aligned_neural_{n}": curve[n] * (1 + r) for n in range(11)},
+                                  **{f"aligned_exact_{n}": curve[n] for n in range(11)}} for r in (0, 0.1)])
+    v = REGISTRY["beb.neural.misaligns"].check(Ctx())
+    assert v.measured == pytest.approx(curve[10] / curve[0])
+    assert v.details["ratio_10_over_1"] == pytest.approx(curve[10] / curve[1])
+    assert v.details["paper_ratio_10_over_1"] == PAPER_ALIGNED_OF_32[9] / PAPER_ALIGNED_OF_32[0]
+
+
+
 def _tiny_neural():
     from theorylab.empirical.beb_neural import NeuralBEBStudy
     return NeuralBEBStudy(n_reps=1, n_docs=64, n_persona_docs=32, epochs=1, ft_epochs=1,
