@@ -2,7 +2,8 @@
 
 Sessions reuse the current interpreter's packages (``venv_backend="none"``) when
 ``THEORYLAB_NOX_REUSE=1``; otherwise each session builds a venv and installs the project with
-the extras it needs (torch==2.13.0 is pinned in pyproject so no CUDA build is pulled).
+the extras it needs and names torch==2.13.0, the CPU build, so that no CUDA build is pulled
+(pyproject only asks for a range).
 """
 
 from __future__ import annotations

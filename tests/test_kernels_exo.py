@@ -1,4 +1,4 @@
-"""Tests of theorylab.kernels.exo: slow twins, TRL transcriptions, autograd / finite differences,
+"""Tests of theorylab.kernels.exo: slow twins, TRL 1.16.0 transcriptions, autograd / finite differences,
 hypothesis properties and one-line errors."""
 
 from __future__ import annotations
@@ -51,17 +51,29 @@ def _slow_sequence_logprobs(logits, tokens, mask):
     return torch.tensor(out, dtype=DT)
 
 
-def _trl_exo_pair(logits, beta, label_smoothing):
-    """Direct transcription of TRL DPOTrainer loss_type == "exo_pair" (logits = Δ)."""
-    return (beta * logits).sigmoid() * (
-        F.logsigmoid(beta * logits) - math.log(1 - label_smoothing)
-    ) + (-beta * logits).sigmoid() * (F.logsigmoid(-beta * logits) - math.log(label_smoothing))
+# Transcriptions of TRL 1.16.0's DPOTrainer losses (trl/trainer/dpo_trainer.py, reverse-KL scores:
+# delta_score = chosen_logratios - rejected_logratios = Δ). TRL is not a dependency.
+
+def _trl_exo_pair(delta_score, beta, label_smoothing):
+    """loss_type == "exo_pair" (TRL makes ε a default-dtype tensor: float32, rounded to ~6e-8)."""
+    epsilon = torch.tensor(label_smoothing)
+    qw, log_qw = torch.sigmoid(beta * delta_score), F.logsigmoid(beta * delta_score)
+    ql, log_ql = torch.sigmoid(-beta * delta_score), F.logsigmoid(-beta * delta_score)
+    return qw * (log_qw - torch.log1p(-epsilon)) + ql * (log_ql - torch.log(epsilon))
 
 
-def _trl_sigmoid(logits, beta, label_smoothing):
-    """Direct transcription of TRL DPOTrainer loss_type == "sigmoid"."""
-    return (-F.logsigmoid(beta * logits) * (1 - label_smoothing)
-            - F.logsigmoid(-beta * logits) * label_smoothing)
+def _trl_sigmoid(delta_score, beta):
+    """loss_type == "sigmoid": plain DPO; TRL 1.16.0 ignores label_smoothing here."""
+    return -F.logsigmoid(beta * delta_score)
+
+
+def _trl_aot_unpaired(chosen_logratios, rejected_logratios, beta, label_smoothing):
+    """loss_type == "aot_unpaired" on one batch (sorted along the batch): Mitchell's cDPO at batch size 1."""
+    chosen_sorted, _ = torch.sort(chosen_logratios, dim=0)
+    rejected_sorted, _ = torch.sort(rejected_logratios, dim=0)
+    delta = chosen_sorted - rejected_sorted
+    return (-F.logsigmoid(beta * delta) * (1 - label_smoothing)
+            - F.logsigmoid(-beta * delta) * label_smoothing)
 
 
 def _rand(shape, seed, scale=1.0):
@@ -86,14 +98,31 @@ def test_ksample_losses_match_slow_twins(K, bp, br):
 
 @pytest.mark.parametrize("eps", [1e-3, 0.1, 0.49])
 @pytest.mark.parametrize("beta", [0.1, 0.5, 2.0])
-def test_pairwise_losses_match_trl_transcriptions(beta, eps):
+def test_exo_pref_and_plain_dpo_match_trl_exo_pair_and_sigmoid(beta, eps):
     w, l = _rand((50,), 3, 5.0), _rand((50,), 4, 5.0)
     torch.testing.assert_close(kx.exo_pref_loss(w, l, beta, eps), _trl_exo_pair(w - l, beta, eps),
+                               rtol=1e-7, atol=1e-7)   # TRL's float32 ε
+    torch.testing.assert_close(kx.dpo_loss(w, l, beta), _trl_sigmoid(w - l, beta),
                                rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(kx.dpo_loss(w, l, beta, eps), _trl_sigmoid(w - l, beta, eps),
-                               rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(kx.dpo_loss(w, l, beta), _trl_sigmoid(w - l, beta, 0.0),
-                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("eps", [1e-3, 0.1, 0.49])
+@pytest.mark.parametrize("beta", [0.1, 2.0, 10.0])
+def test_conservative_dpo_is_trl_aot_unpaired_at_batch_size_one(beta, eps):
+    """cDPO (ε > 0) equals TRL 1.16.0's aot_unpaired per pair bit for bit, over |Δ| up to 1e4."""
+    w = torch.cat([_rand((40,), 7, 5.0), torch.tensor([5e3, -5e3, 0.0], dtype=DT)])
+    l = torch.cat([_rand((40,), 8, 5.0), torch.tensor([-5e3, 5e3, 0.0], dtype=DT)])
+    ours = kx.dpo_loss(w, l, beta, eps)
+    trl = torch.cat([_trl_aot_unpaired(w[i:i + 1], l[i:i + 1], beta, eps) for i in range(len(w))])
+    assert torch.equal(ours, trl)
+
+
+def test_conservative_dpo_is_not_trl_sigmoid():
+    """TRL 1.16.0's sigmoid ignores label_smoothing: at β = 10, ε = 0.49, Δ = -1e4 it gives 1e5,
+    cDPO (1 - ε)·1e5 = 5.1e4."""
+    w, l = torch.tensor([-1e4], dtype=DT), torch.tensor([0.0], dtype=DT)
+    assert _trl_sigmoid(w - l, 10.0).item() == pytest.approx(1e5, rel=1e-12)
+    assert kx.dpo_loss(w, l, 10.0, 0.49).item() == pytest.approx(0.51e5, rel=1e-12)
 
 
 @pytest.mark.parametrize("eps", [1e-3, 0.2])

@@ -203,7 +203,69 @@ def test_persona_pair_structure():
     assert m.gamma_bound(True) == 0.0
 
 
+class _FixedLogRatios:
+    """A stand-in model whose sampled log-ratios are given (column n = length n)."""
+
+    def __init__(self, lr):
+        self.lr = np.asarray(lr, dtype=float)
+
+    def sample(self, rng, n, length, negative):
+        return np.zeros((n, length), dtype=int)
+
+    def stats(self, seq):
+        from types import SimpleNamespace
+        return SimpleNamespace(log_ratio=self.lr)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_log_ratio_variance_with_infinite_log_ratios_is_inf_in_any_order():
+    from theorylab.simulations.beb_model import _sampled_log_ratio_var
+    rng = np.random.default_rng(0)
+    lr = np.array([[0.0, 1.0, 2.0, -np.inf], [0.0, 3.0, 2.5, 1.0], [0.0, 2.0, 4.0, 2.0]])
+    m = _FixedLogRatios(lr)
+    by_order = {tuple(o): _sampled_log_ratio_var(m, rng, 3, list(o), False)
+                for o in itertools.permutations([1, 2, 3])}
+    assert set(by_order.values()) == {np.inf}
+    # finite lengths only: the largest Var / n, whatever the order
+    finite = {_sampled_log_ratio_var(m, rng, 3, o, False) for o in ([1, 2], [2, 1])}
+    assert finite == {max(np.var(lr[:, 1]), np.var(lr[:, 2]) / 2)}
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_decompose_persona_sigma_plus_is_inf():
+    """Under P+ a persona prefix with an aligned sentence has P-(s) = 0: log-ratio -inf, σ+ = inf;
+    under P- every prefix is one P+ can emit, so σ- stays finite."""
+    dec = decompose(persona_pair(np.random.default_rng(0), 4, 4, 0.01), np.random.default_rng(1),
+                    n_samples=300)
+    assert dec.sigma_plus == np.inf and 0 < dec.sigma_minus < np.inf
+
+
 # ----------------------------------------------------------------------------- neural LM
+
+
+def test_misaligns_reports_the_ratio_of_the_papers_kind():
+    """The paper's aligned-fraction curve starts at 1 sentence: beside our after-10 / none (the
+    claim's measure) the verdict gives after-10 / after-1, the paper's ratio."""
+    import pandas as pd
+
+    import theorylab.papers.beb  # noqa: F401
+    from theorylab.claims import REGISTRY
+    from theorylab.empirical.beb_neural import NeuralBEBStudy
+    from theorylab.papers.beb import PAPER_ALIGNED_OF_32
+    curve = 0.5 * 0.6 ** np.arange(11)
+
+    class Ctx:
+        def sized(self, study):
+            return NeuralBEBStudy()
+
+        def run(self, study):
+            return pd.DataFrame([{**{f"aligned_neural_{n}": curve[n] * (1 + r) for n in range(11)},
+                                  **{f"aligned_exact_{n}": curve[n] for n in range(11)}} for r in (0, 0.1)])
+    v = REGISTRY["beb.neural.misaligns"].check(Ctx())
+    assert v.measured == pytest.approx(curve[10] / curve[0])
+    assert v.details["ratio_10_over_1"] == pytest.approx(curve[10] / curve[1])
+    assert v.details["paper_ratio_10_over_1"] == PAPER_ALIGNED_OF_32[9] / PAPER_ALIGNED_OF_32[0]
+
 
 
 def _tiny_neural():

@@ -260,3 +260,40 @@ def test_sequence_reference_logprobs_are_the_sft_model():
     with torch.no_grad():
         torch.testing.assert_close(token_logprobs(m(flat), flat, d["mask"].expand(len(flat), T).long()).double(),
                                    lp, rtol=1e-5, atol=1e-4)
+
+
+class _TableContext:
+    """A claim context that runs a given (tiny) study serially, whatever study the claim asks for."""
+
+    def __init__(self, study):
+        import pandas as pd
+        self.study = study
+        self.table = pd.DataFrame([{**u, **study.run_unit(u)} for u in study.units()])
+
+    def sized(self, study):
+        return self.study
+
+    def run(self, study):
+        return self.table.copy()
+
+
+def test_single_draw_cosines_reported_beside_the_averaged_ones():
+    """Every exo.grad.* verdict reports the cosine of one draw's gradient next to the averaged one;
+    a single draw is the noisier estimator (lower cosine at small K)."""
+    import theorylab.papers.exo  # noqa: F401
+    from theorylab.claims import REGISTRY
+    s = GradientEquivalenceStudy(n_actions=(50, 100), ks=(2, 64), n_prompts=3, sample_budget=1 << 13)
+    ctx = _TableContext(s)
+    t = ctx.table
+    assert {"cos_exo_single", "cos_dpo_fwd_single"} <= set(t.columns)
+    for cid, n, col in (("exo.grad.cosine_to_rl", 50, "cos_exo_single"),
+                        ("exo.grad.large_vocab", 100, "cos_exo_single"),
+                        ("exo.grad.dpo_forward_kl", 50, "cos_dpo_fwd_single")):
+        d = REGISTRY[cid].check(ctx).details
+        k = 64
+        assert d[f"{col}_K{k}"] == pytest.approx(t[(t.n_actions == n) & (t.K == k)][col].mean())
+        lo, hi = d[f"{col}_K{k}_ci"]
+        assert lo <= d[f"{col}_K{k}"] <= hi
+        assert set(d[f"{col}_by_K"]) == {2, 64} and "single_draw" in d
+    g = t[(t.n_actions == 50) & (t.K == 2)]
+    assert (g.cos_exo_single < g.cos_exo).all() and (g.cos_dpo_fwd_single < g.cos_dpo_fwd).all()

@@ -100,3 +100,14 @@ def test_bad_family_or_kind():
         verify("relu")
     with pytest.raises(ConfigError, match="'kind'"):
         verify("sigmoid", kind="other")
+
+
+@pytest.mark.parametrize("family", sorted(EXPECTED))
+def test_identifiability_claim_statement_matches_its_verdict(family):
+    """The claim says 'not strongly identifiable' exactly where the set is linearly dependent."""
+    import theorylab.papers.moe  # noqa: F401
+    from theorylab.claims import REGISTRY
+    text = REGISTRY[f"moe.identifiability.{family}"].statement
+    independent = EXPECTED[family]
+    assert ("not strongly identifiable" in text) is not independent
+    assert text.endswith("linearly independent)" if independent else "linearly dependent)")

@@ -17,7 +17,8 @@ Preference mode (:math:`K = 2`, :math:`y_w \succ y_l`): the targets are :math:`[
 :math:`\Delta = \log\frac{\pi_\theta(y_w)}{\pi_{sft}(y_w)} - \log\frac{\pi_\theta(y_l)}{\pi_{sft}(y_l)}`,
 :math:`L = q\log\frac{q}{1-\varepsilon} + (1-q)\log\frac{1-q}{\varepsilon}` (Eq. 16 as cited by TRL's
 ``exo_pair``); DPO is :math:`-(1-\varepsilon)\log\sigma(\beta\Delta) - \varepsilon\log\sigma(-\beta\Delta)`
-(TRL ``sigmoid``, :math:`\varepsilon = 0` is the DPO paper's Eq. 7).
+(:math:`\varepsilon = 0`: the DPO paper's Eq. 7, TRL's ``sigmoid``; :math:`\varepsilon > 0`: Mitchell's
+conservative DPO, cDPO -- see :func:`dpo_loss`).
 
 Tabular (categorical) policies over :math:`N` actions are given by log-probability vectors on the
 last axis. With :math:`\pi_\theta = \mathrm{softmax}(\theta)`:
@@ -228,7 +229,15 @@ def dpo_loss(logratio_w: torch.Tensor, logratio_l: torch.Tensor, beta: float,
              label_smoothing: float = 0.0) -> torch.Tensor:
     r"""DPO pairwise loss :math:`-(1-\varepsilon)\log\sigma(\beta\Delta) - \varepsilon\log\sigma(-\beta\Delta)`.
 
-    ε = 0 is DPO (Rafailov et al. 2023, Eq. 7); ε ∈ [0, 0.5) is TRL's conservative ``sigmoid``.
+    ε = 0 is DPO (Rafailov et al. 2023, Eq. 7). ε ∈ (0, 0.5) is conservative DPO (cDPO, E. Mitchell's
+    note https://ericmitchell.ai/cdpo.pdf): the cross-entropy with the smoothed target
+    :math:`[1-\varepsilon, \varepsilon]`, i.e. preferences flipped with probability ε.
+
+    TRL, read in the source of TRL 1.16.0's ``DPOTrainer`` (the tests hold transcriptions): ε = 0
+    is ``loss_type="sigmoid"``, which ignores ``label_smoothing``, so for ε > 0 that branch is
+    *not* this loss. With ε > 0 this is the ``"aot_unpaired"`` branch at batch size 1 (where its
+    sort is the identity), bit for bit. TRL 0.11.4's ``sigmoid`` did apply ``label_smoothing``
+    this way; 0.29.1's, like 1.16.0's, does not.
 
     Examples
     --------

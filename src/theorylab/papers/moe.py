@@ -128,7 +128,8 @@ def _register_identifiability(family: str) -> None:
 
     @claim(f"moe.identifiability.{family}", paper=PAPER, kind="theory",
            statement=f"{family} experts are {'' if expected else 'not '}strongly identifiable "
-                     "(the condition's function set is linearly independent)")
+                     "(the condition's function set is linearly "
+                     f"{'independent' if expected else 'dependent'})")
     def _(ctx: Context) -> Verdict:
         from theorylab.theory import moe as theory_moe
         res = theory_moe.verify(family)  # res.holds: the set is linearly independent

@@ -17,7 +17,8 @@ form :math:`P_-` and :math:`\alpha = \sum_{m \in neg} \pi_m`, so :math:`P = \alp
   *and* continuations from :math:`P_-` -- biased upward relative to both.
 * :math:`\beta' = \sup_s KL(P_+(\cdot|s)\|P_-(\cdot|s))` (the growth rate of an aligning
   :math:`P_+` prefix's log-ratio, T2/T3), and :math:`\sigma^2 = \sup_n Var[\log
-  P_\mp(s)/P_\pm(s)]/n` under :math:`P_-` (T5) and under :math:`P_+` (T2/T3), sampled.
+  P_\mp(s)/P_\pm(s)]/n` under :math:`P_-` (T5) and under :math:`P_+` (T2/T3), sampled;
+  :math:`+\infty` when a sampled prefix has an infinite log-ratio (one side cannot emit it).
 """
 
 from __future__ import annotations
@@ -196,11 +197,20 @@ class BEBDecomposition:
 
 
 def _sampled_log_ratio_var(model, rng, n_samples, lengths, negative):
-    """sup_n Var[log P-(s)/P+(s)] / n over s ~ P- (negative) or P+ (sampled)."""
+    r"""sup_n Var[log P-(s)/P+(s)] / n over s ~ P- (negative) or P+ (sampled).
+
+    A sampled prefix that the other side cannot emit (:math:`P_+(s) = 0` under :math:`P_-`, or
+    :math:`P_-(s) = 0` under :math:`P_+`) has an infinite log-ratio, so the log-ratio is infinite
+    with positive probability and its variance is :math:`+\infty`: no finite σ bounds its
+    deviation, and the T2/T3/T5 bounds that use σ are vacuous (+inf). Such a length contributes
+    +inf (``np.var`` would give NaN, inf - inf), and the sup is ``np.max`` over all lengths, so it
+    does not depend on their order.
+    """
     L = max(lengths)
     seq = model.sample(rng, n_samples, L, negative)
     lr = model.stats(seq).log_ratio
-    return max(float(np.var(lr[:, n])) / n for n in lengths)
+    per_n = [np.inf if np.isinf(lr[:, n]).any() else float(np.var(lr[:, n])) / n for n in lengths]
+    return float(np.max(per_n))
 
 
 def decompose(model: FiniteStateMixture, rng: np.random.Generator, *, horizon: int = 30,

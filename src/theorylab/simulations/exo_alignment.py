@@ -64,12 +64,19 @@ def tabular_problem(gen: torch.Generator, n: int, sft_scale: float = 1.0, reward
 
 def gradient_row(theta, logp_sft, r, K: int, n_draws: int, beta_pi: float, beta_r: float,
                  gen: torch.Generator, n_single: int = 32, chunk: int = 1 << 20) -> dict:
-    """Cosines / relative errors of the mean K-sample EXO and DPO gradients (one prompt)."""
+    """Cosines / relative errors of the mean K-sample EXO and DPO gradients (one prompt).
+
+    The ``cos_*`` columns are of the gradient averaged over ``n_draws`` draws of K samples (the
+    expected K-sample gradient, up to Monte-Carlo noise); ``cos_exo_single`` and
+    ``cos_dpo_fwd_single`` are the mean cosine of a *single* draw's gradient (the estimator one
+    training step uses) over the first ``n_single`` draws.
+    """
     exact_exo = kx.exo_limit_grad(theta, logp_sft, r, beta_pi, beta_r)
     exact_fwd = kx.dpo_limit_grad(theta, logp_sft, r, beta_pi, beta_r)
     p = logp_sft.exp()
     halves = {"exo": [], "dpo": []}
-    singles = []
+    singles = {"exo": [], "dpo": []}            # one draw of K samples each: the practitioner's estimator
+    exact = {"exo": exact_exo, "dpo": exact_fwd}
     per_chunk = max(2, chunk // K)
     for half in range(2):                       # two independent halves: a noise-floor estimate
         acc = {"exo": torch.zeros_like(theta), "dpo": torch.zeros_like(theta)}
@@ -79,9 +86,11 @@ def gradient_row(theta, logp_sft, r, K: int, n_draws: int, beta_pi: float, beta_
             idx = torch.multinomial(p, m * K, replacement=True, generator=gen).view(m, K)
             for kind in acc:
                 acc[kind] += kx.ksample_grad_tabular(theta, logp_sft, r, idx, beta_pi, beta_r, kind) * m
-            if half == 0 and not singles:
-                singles = [_cos(kx.ksample_grad_tabular(theta, logp_sft, r, idx[i:i + 1], beta_pi, beta_r),
-                                exact_exo) for i in range(min(n_single, m))]
+            if half == 0 and not singles["exo"]:
+                for kind in singles:
+                    singles[kind] = [_cos(kx.ksample_grad_tabular(theta, logp_sft, r, idx[i:i + 1], beta_pi,
+                                                                  beta_r, kind), exact[kind])
+                                     for i in range(min(n_single, m))]
             left -= m
         for kind in acc:
             halves[kind].append(acc[kind] / (n_draws // 2))
@@ -93,7 +102,8 @@ def gradient_row(theta, logp_sft, r, K: int, n_draws: int, beta_pi: float, beta_
         "cos_dpo_exact": _cos(g_dpo, exact_exo),           # the gap: DPO vs the RL direction
         "cos_limits": _cos(exact_fwd, exact_exo),          # forward vs reverse KL directions
         "cos_exo_halves": _cos(halves["exo"][0], halves["exo"][1]),   # MC noise floor
-        "cos_exo_single": float(np.mean(singles)),          # one draw of K samples, no averaging
+        "cos_exo_single": float(np.mean(singles["exo"])),   # one draw of K samples, no averaging
+        "cos_dpo_fwd_single": float(np.mean(singles["dpo"])),   # the same for DPO vs forward KL
         "n_draws": int(n_draws),
     }
 
@@ -108,6 +118,7 @@ class GradientEquivalenceStudy(Study):
     """
 
     name: ClassVar[str] = "exo-gradient-equivalence"
+    version: ClassVar[int] = 2  # 2: cos_dpo_fwd_single (one draw's DPO gradient vs forward KL)
 
     n_actions: tuple[int, ...] = (50, 1000, 10000)
     ks: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
