@@ -259,3 +259,15 @@ def test_killed_run_leaves_no_pool_workers(tmp_path):
     finally:
         for pid in _group_members(proc.pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_plot_of_one_paper_figure_finds_it_in_a_fresh_process(tmp_path):
+    """`theorylab plot NAME` loads the papers itself: a registered figure is never 'unknown'."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "theorylab.cli", "plot", "moe-rates", "--store",
+                          str(tmp_path / "none.sqlite"), "--outdir", str(tmp_path / "f")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "unknown figure" not in out.stderr
+    assert "needs results the store lacks" in out.stderr and "theorylab verify" in out.stderr
+    assert out.stderr.count("\n") == 1 and not (tmp_path / "none.sqlite").exists()

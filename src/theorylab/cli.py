@@ -231,8 +231,7 @@ def _cmd_run(args) -> int:
 def _cmd_plot(args) -> int:
     from theorylab.papers import load_all
     from theorylab.plotting import FIGURES, select_figure
-    if args.name == "all":
-        load_all()
+    load_all()  # the papers register their figures (light: studies are imported on use)
     figures = [select_figure(name) for name in (sorted(FIGURES) if args.name == "all"
                                                  else [args.name])]
     _check_output(args.outdir, "--outdir", folder=True)
