@@ -143,3 +143,37 @@ def test_unusable_store_path_is_one_line_error(tmp_path, kind):
         Store(path)
     assert "\n" not in str(info.value) and str(path) in str(info.value)
     assert blocker.read_text() == "not sqlite " * 100  # nothing overwritten
+
+
+def test_manifest_records_the_cpu(store):
+    """The manifest names the CPU and the JIT target whose vector width fastmath kernels use."""
+    import re
+    Sweeper(store, "serial", progress=False).run(ToyStudy())
+    m = json.loads(next(store.manifest_dir.glob("_toy-*.json")).read_text())
+    cpuinfo = Path("/proc/cpuinfo")
+    names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M) \
+        if cpuinfo.exists() else []
+    assert m["cpu_model"] == (names[0].strip() if names else m["cpu_model"]) and m["cpu_model"]
+    assert m["jit_cpu"] and isinstance(m["simd"], list)
+    widths = {"avx512f": 512, "avx2": 256, "avx": 256, "sse2": 128, "neon": 128}
+    assert m["simd_max_bits"] == max((widths[f] for f in m["simd"] if f in widths), default=None)
+
+
+def test_cpu_model_reads_cpuinfo_else_platform(tmp_path, monkeypatch):
+    from theorylab.store import _cpu_model
+    f = tmp_path / "cpuinfo"
+    f.write_text("processor\t: 0\nvendor_id\t: X\nmodel name\t: Test CPU @ 1.0GHz\n"
+                 "model name\t: second\n")
+    assert _cpu_model(f) == "Test CPU @ 1.0GHz"
+    f.write_text("processor\t: 0\nHardware\t: some arm board\n")
+    monkeypatch.setattr("platform.processor", lambda: "fallback-proc")
+    assert _cpu_model(f) == "fallback-proc"
+    assert _cpu_model(tmp_path / "missing") == "fallback-proc"
+
+
+def test_jit_target_follows_numba_overrides(monkeypatch):
+    from theorylab.store import _jit_target
+    monkeypatch.setenv("NUMBA_CPU_NAME", "generic")
+    monkeypatch.setenv("NUMBA_CPU_FEATURES", "+sse2,+sse4.2,-avx,-avx2,-avx512f")
+    assert _jit_target() == {"jit_cpu": "generic", "simd": ["sse2", "sse4.2"],
+                             "simd_max_bits": 128}

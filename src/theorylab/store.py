@@ -78,8 +78,47 @@ def _git_commit() -> str | None:
         return None
 
 
+def _cpu_model(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
+    """The CPU's marketing name: /proc/cpuinfo's first "model name", else platform.processor()."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+_SIMD_WIDTHS = (("avx512f", 512), ("avx2", 256), ("avx", 256), ("sse2", 128), ("neon", 128))
+
+
+def _jit_target() -> dict[str, Any]:
+    """The CPU numba compiles for (LLVM's name), its SIMD features and their widest vector.
+
+    ``fastmath`` kernels (``kernels.moe.fit``: reassociation and FMA contraction) vectorise on
+    this target, so their last bits depend on it. ``simd_max_bits`` is the widest vector the
+    target supports, not necessarily the one LLVM chose. None where llvmlite is missing.
+    """
+    try:
+        import llvmlite.binding as llvm
+        name, features = llvm.get_host_cpu_name(), dict(llvm.get_host_cpu_features().items())
+    except (ImportError, RuntimeError):
+        return {"jit_cpu": None, "simd": None, "simd_max_bits": None}
+    # numba compiles for NUMBA_CPU_NAME / NUMBA_CPU_FEATURES where they are set
+    name = os.environ.get("NUMBA_CPU_NAME") or name
+    if os.environ.get("NUMBA_CPU_FEATURES"):
+        features = {f[1:]: f[0] == "+" for f in os.environ["NUMBA_CPU_FEATURES"].split(",") if f}
+    known = {"fma", "sse4.2"} | {w for w, _ in _SIMD_WIDTHS}
+    simd = sorted(k for k, on in features.items() if on and k in known)
+    bits = next((b for w, b in _SIMD_WIDTHS if w in simd), None)
+    return {"jit_cpu": name, "simd": simd, "simd_max_bits": bits}
+
+
 def environment_info() -> dict[str, Any]:
-    """Versions, host and git commit: the reproducibility part of a manifest."""
+    """Versions, host, CPU (model, JIT target, vector width) and git commit: the reproducibility
+    part of a manifest."""
     versions = {}
     for mod in ("numpy", "scipy", "sympy", "numba", "torch", "statsmodels", "pandas"):
         m = sys.modules.get(mod)
@@ -92,7 +131,8 @@ def environment_info() -> dict[str, Any]:
     from theorylab import __version__
     return {"theorylab": __version__, "python": platform.python_version(),
             "versions": versions, "host": socket.gethostname(), "platform": platform.platform(),
-            "cpu_count": os.cpu_count(), "git_commit": _git_commit()}
+            "cpu_count": os.cpu_count(), "cpu_model": _cpu_model(), **_jit_target(),
+            "git_commit": _git_commit()}
 
 
 class Store:
