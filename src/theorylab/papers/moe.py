@@ -138,8 +138,10 @@ def _register_identifiability(family: str) -> None:
                                         "numeric_agrees": Equality(True)}),
                        parts={"independent": bool(res.holds),
                               "numeric_agrees": res.details["numeric_agrees"]},
-                       details={"method": res.method, "dependence": str(res.details["dependence"]),
+                       details={"method": res.method,
+                                "dependence": list(res.details["dependence"] or ()),
                                 "vanishing": list(res.details["vanishing"]),
+                                "merged": [" = ".join(p) for p in res.details["merged"]],
                                 "numeric_singular_ratio": res.details["numeric_ratio"]})
 
 

@@ -21,33 +21,47 @@ numerator :math:`F(x) = e^{\beta_1^\top x} h(x, \eta)`, so :data:`KINDS` also of
     0 \le |\alpha| \le 2\Big\}_j                                            \tag{gated set}
 
 with its gate–expert interaction: :math:`\partial^2 F/\partial\beta_1\partial b = \partial F/\partial a`
-for every :math:`h = \varphi(ax + b)`, and for linear experts additionally
-:math:`F = a\,\partial F/\partial a + b\,\partial F/\partial b` (h is 1-homogeneous in η).
+for every :math:`h = \varphi(ax + b)`.
 
 Conventions (stated, not hidden)
 --------------------------------
 * x is scalar (d = 1); :math:`\eta = (a, b)`, or :math:`(a_1, \dots, a_p, b)` for polynomial
   experts :math:`h = b + \sum_j a_j x^j`; sigmoid/tanh/linear experts are :math:`\varphi(ax + b)`.
-* A member that coincides, as a function, with an earlier member **of the same atom** is merged
-  (it is the same coefficient of the Taylor expansion): this is how :math:`x\,\partial h/\partial b
-  = \partial h/\partial a`, shared by every :math:`\varphi(ax+b)`, is treated. Merges are reported.
+* A member that equals an earlier member **of the same atom for every parameter value** (compared
+  with symbolic :math:`\beta_1, \eta` and :math:`\varphi`) is merged: it is the same coefficient of
+  the Taylor expansion. This is how :math:`x\,\partial h/\partial b = \partial h/\partial a` (and
+  :math:`\partial^2 F/\partial\beta_1\partial b = \partial F/\partial a`) is treated: it holds for
+  every :math:`\varphi(ax+b)`, sigmoid and tanh included, so it is not what separates the
+  families. Merges are reported (``details["merged_latex"]``); a coincidence that holds only at
+  the chosen atoms is never merged, it is a dependence.
 * Members that vanish identically (e.g. :math:`\partial^2 h/\partial a^2` of a linear expert)
   make the set dependent.
 * The check uses ℓ = 2 atoms at fixed rational parameters (:data:`ATOMS`); a dependence found is a
   complete counter-example, while independence is proved for those atoms only (a witness for the
   condition, not a proof for every ℓ and η).
 
+What it finds (``details["relations"]``, a basis of every vanishing combination)
+--------------------------------------------------------------------------------
+* sigmoid, tanh: none, in either set.
+* linear and polynomial experts, expert set: every second derivative vanishes, and the first
+  derivatives (:math:`\partial h/\partial a = x`, :math:`\partial h/\partial b = 1`, ...) do not
+  depend on η, so each member of atom 2 equals the same member of atom 1:
+  :math:`\partial_a h(x, \eta_1) - \partial_a h(x, \eta_2) = 0`, etc.
+* linear and polynomial experts, gated set: the same vanishing second derivatives, and at each
+  atom the Euler relation of a 1-homogeneous h, :math:`F = \sum_u \eta^{(u)}\partial F/\partial
+  \eta^{(u)}`, and its :math:`\beta_1`-derivative.
+
 Decision (STYLE.md §5: symbolic first, always a numeric spot-check)
 ------------------------------------------------------------------
 1. identity-activation families: every member is a polynomial in x (times :math:`e^{\beta_1 x}`,
-   whose distinct exponents separate atoms); the exact rational coefficient matrix gives the rank
-   and a vanishing combination (its nullspace), which is re-checked with ``expand(...) == 0``;
+   whose distinct exponents separate atoms); the exact coefficient matrix gives the rank and
+   every vanishing combination (a basis of its nullspace), each re-checked by sympy;
 2. sigmoid/tanh: members are polynomials in :math:`x, s_j = \varphi(u_j), e_j = e^{\beta_{1j}x}`
    (closed under :math:`d/dx`, since :math:`\sigma' = s - s^2`, :math:`\tanh' = 1 - s^2`). The
    Wronskian at x = 0, with :math:`s_1 = \varphi(0)` rational and :math:`s_2 = \varphi(1)` kept as a
    symbol S, is a polynomial in S; if it is not the zero polynomial the Wronskian is non-zero
    (:math:`\varphi(1)` is transcendental by Lindemann–Weierstrass), which proves independence. If it
-   vanishes, the Wronskian's nullspace proposes a combination that is verified symbolically;
+   vanishes, the Wronskian's nullspace proposes combinations that are verified symbolically;
 3. numeric spot-check, always: the smallest/largest singular value of the column-normalised
    matrix of the members at 64 points of [-3, 3], in mpmath with :data:`DPS` digits.
 """
@@ -62,8 +76,8 @@ import sympy as sp
 from theorylab.errors import ConfigError
 from theorylab.theory.result import DerivationResult
 
-__all__ = ["FAMILIES", "KINDS", "ATOMS", "DPS", "Member", "function_set",
-           "function_set_latex", "verify", "identifiability_report"]
+__all__ = ["FAMILIES", "KINDS", "ATOMS", "DPS", "Member", "atom_parameters", "function_set",
+           "function_set_latex", "explicit", "verify", "identifiability_report"]
 
 FAMILIES = ("sigmoid", "tanh", "linear", "polynomial")
 KINDS = ("expert", "gated")
@@ -83,11 +97,16 @@ ATOMS = ((sp.Integer(0), sp.Integer(1), sp.Integer(0)), (sp.Integer(1), sp.Integ
 
 @dataclass(frozen=True)
 class Member:
-    """One member of a function set: ``expr`` in x (with s_j = phi(u_j), e_j = exp(beta1_j x))."""
+    """One member of a function set: ``expr`` in x (with s_j = phi(u_j), e_j = exp(beta1_j x)).
+
+    ``tex`` names it in the book's notation (:math:`\\partial_a h_1` for
+    :math:`\\partial h/\\partial a\\,(x, \\eta_1)`, :math:`F_j = e^{\\beta_{1j}x}h(x, \\eta_j)`).
+    """
 
     atom: int
     label: str
     expr: sp.Expr
+    tex: str = ""
 
 
 # ---- the sets ----------------------------------------------------------------------------------
@@ -101,59 +120,103 @@ def _phi_derivs(family, s):
     return s, d1, sp.expand(-2 * s * d1)
 
 
-def _atom_setup(family, j, degree):
+def _names(family, degree):
+    return [f"a_{i + 1}" for i in range(degree)] + ["b"] if family == "polynomial" else ["a", "b"]
+
+
+def atom_parameters(family: str, j: int, degree: int = 2) -> tuple:
+    """(beta1, eta) of atom ``j`` of :data:`ATOMS`; polynomial experts use a = (a, a/2, ...)."""
     beta1, a, b = ATOMS[j]
     if family == "polynomial":
-        coeffs = [a / (i + 1) for i in range(degree)]
-        names = [f"a_{i + 1}" for i in range(degree)] + ["b"]
-        z = [x ** (i + 1) for i in range(degree)] + [sp.Integer(1)]
-        u = sum(c * zi for c, zi in zip(coeffs, z[:-1], strict=True)) + b
-    else:
-        names, z, u = ["a", "b"], [x, sp.Integer(1)], a * x + b
-    if family in ("linear", "polynomial"):
-        phis = (u, sp.Integer(1), sp.Integer(0))
-    else:
-        phis = _phi_derivs(family, sp.Symbol(f"s_{j + 1}"))
-    return beta1, names, z, phis
+        return beta1, tuple(a / (i + 1) for i in range(degree)) + (b,)
+    return beta1, (a, b)
+
+
+def _raw_set(family, kind, degree, beta1, eta, s, e, j):
+    """(label, tex, expr) of one atom's set before merging, at parameters (beta1, eta).
+
+    h = phi(u), u = sum_u eta_u z_u with z = (x, 1) or (x, ..., x^p, 1); s stands for phi(u) and
+    e for exp(beta1 x). ``j`` (None: generic) only enters the labels' subscripts.
+    """
+    names = _names(family, degree)
+    z = [x ** (i + 1) for i in range(degree)] + [sp.Integer(1)] if family == "polynomial" \
+        else [x, sp.Integer(1)]
+    u = sum(c * zi for c, zi in zip(eta, z, strict=True))
+    p0, p1, p2 = ((u, sp.Integer(1), sp.Integer(0)) if family in ("linear", "polynomial")
+                  else _phi_derivs(family, s))
+    q, sub = len(names), "" if j is None else f"_{j + 1}"
+
+    def d(i, k=None):  # subscripted partial derivatives
+        if k is None:
+            return rf"\partial_{{{names[i]}}}"
+        return rf"\partial_{{{names[i]}}}^2" if i == k else rf"\partial_{{{names[i]}}}\partial_{{{names[k]}}}"
+
+    pairs = [(u_, v) for u_ in range(q) for v in range(u_, q)]
+    if kind == "expert":
+        h = f"h{sub}"
+        raw = [(f"dh/d{names[i]}", rf"{d(i)} {h}", z[i] * p1) for i in range(q)]
+        raw += [(f"d2h/d{names[i]}d{names[k]}", rf"{d(i, k)} {h}", z[i] * z[k] * p2)
+                for i, k in pairs]
+        raw += [(f"x dh/d{names[v]}", rf"x\,{d(v)} {h}", x * z[v] * p1) for v in range(q)]
+        return raw
+    F, b1 = f"F{sub}", r"\partial_{\beta_1}"
+    raw = [("F", F, e * p0), ("dF/dbeta1", f"{b1} {F}", e * x * p0),
+           ("d2F/dbeta1^2", rf"{b1}^2 {F}", e * x ** 2 * p0)]
+    raw += [(f"dF/d{names[i]}", rf"{d(i)} {F}", e * z[i] * p1) for i in range(q)]
+    raw += [(f"d2F/dbeta1d{names[i]}", rf"{b1}{d(i)} {F}", e * x * z[i] * p1) for i in range(q)]
+    raw += [(f"d2F/d{names[i]}d{names[k]}", rf"{d(i, k)} {F}", e * z[i] * z[k] * p2)
+            for i, k in pairs]
+    return raw
+
+
+def _function_set(family, kind, degree):
+    if family not in FAMILIES:
+        raise ConfigError(f"'family' must be one of {', '.join(map(repr, FAMILIES))}. Got {family!r}.")
+    if kind not in KINDS:
+        raise ConfigError(f"'kind' must be one of {', '.join(map(repr, KINDS))}. Got {kind!r}.")
+    generic = _raw_set(family, kind, degree, sp.Symbol("beta_1"),
+                       sp.symbols(" ".join(_names(family, degree)), seq=True),
+                       sp.Symbol("s"), sp.Symbol("e"), None)
+    members, merged, tex = [], [], {}
+    for j in range(len(ATOMS)):
+        beta1, eta = atom_parameters(family, j, degree)
+        at_atom = _raw_set(family, kind, degree, beta1, eta, sp.Symbol(f"s_{j + 1}"),
+                           sp.Symbol(f"e_{j + 1}"), j)
+        seen = {}
+        for (label, tx, expr), (_, _, gexpr) in zip(at_atom, generic, strict=True):
+            label, gexpr = f"{label}@{j + 1}", sp.expand(gexpr)
+            tex[label] = tx
+            key = sp.srepr(gexpr)  # equal for every (beta1, eta): the same Taylor coefficient
+            if key in seen and gexpr != 0:
+                merged.append((label, seen[key]))
+                continue
+            seen.setdefault(key, label)
+            members.append(Member(j, label, sp.expand(expr), tx))
+    return members, merged, tex
 
 
 def function_set(family: str, kind: str = "expert", degree: int = 2) -> tuple[list[Member], list]:
     """Members of the ``kind`` set for the two atoms of :data:`ATOMS` and the merges made.
 
-    Returns (members, merged) with ``merged`` a list of (label, label it duplicates).
+    Returns (members, merged) with ``merged`` a list of (label, label it duplicates). A member
+    is merged only when it equals an earlier member of its atom for *every* parameter value
+    (compared with symbolic beta1, eta and phi), never because of the particular atom.
     """
-    if family not in FAMILIES:
-        raise ConfigError(f"'family' must be one of {', '.join(map(repr, FAMILIES))}. Got {family!r}.")
-    if kind not in KINDS:
-        raise ConfigError(f"'kind' must be one of {', '.join(map(repr, KINDS))}. Got {kind!r}.")
-    members, merged = [], []
-    for j in range(len(ATOMS)):
-        beta1, names, z, (p0, p1, p2) = _atom_setup(family, j, degree)
-        q = len(names)
-        raw = []
-        if kind == "expert":
-            raw += [(f"dh/d{names[u]}", z[u] * p1) for u in range(q)]
-            raw += [(f"d2h/d{names[u]}d{names[v]}", z[u] * z[v] * p2)
-                    for u in range(q) for v in range(u, q)]
-            raw += [(f"x dh/d{names[v]}", x * z[v] * p1) for v in range(q)]
-        else:  # derivatives of F = e^{beta1 x} h up to order 2; e_j = exp(beta1_j x) kept
-            e = sp.Symbol(f"e_{j + 1}")
-            raw += [("F", e * p0), ("dF/dbeta1", e * x * p0), ("d2F/dbeta1^2", e * x ** 2 * p0)]
-            raw += [(f"dF/d{names[u]}", e * z[u] * p1) for u in range(q)]
-            raw += [(f"d2F/dbeta1d{names[u]}", e * x * z[u] * p1) for u in range(q)]
-            raw += [(f"d2F/d{names[u]}d{names[v]}", e * z[u] * z[v] * p2)
-                    for u in range(q) for v in range(u, q)]
-        seen = {}
-        for label, expr in raw:
-            expr = sp.expand(expr)
-            label = f"{label}@{j + 1}"
-            key = sp.srepr(expr)
-            if key in seen and expr != 0:
-                merged.append((label, seen[key]))
-                continue
-            seen.setdefault(key, label)
-            members.append(Member(j, label, expr))
+    members, merged, _ = _function_set(family, kind, degree)
     return members, merged
+
+
+def explicit(expr: sp.Expr, family: str, degree: int = 2) -> sp.Expr:
+    """``expr`` as a function of x alone: s_j -> phi(u_j(x)), e_j -> exp(beta1_j x) at ATOMS."""
+    subs = {}
+    for j in range(len(ATOMS)):
+        beta1, eta = atom_parameters(family, j, degree)
+        z = [x ** (i + 1) for i in range(len(eta) - 1)] + [sp.Integer(1)]
+        u = sum(c * zi for c, zi in zip(eta, z, strict=True))
+        if family in ("sigmoid", "tanh"):
+            subs[sp.Symbol(f"s_{j + 1}")] = _phi_value(family, u)
+        subs[sp.Symbol(f"e_{j + 1}")] = sp.exp(beta1 * x)
+    return expr.xreplace(subs)
 
 
 def function_set_latex(family: str, kind: str = "expert", degree: int = 2) -> str:
@@ -218,18 +281,36 @@ def _numeric_ratio(members, family):
         return float(svs[0] / svs[-1])
 
 
-def _combination(members, coeffs):
-    """sum_i c_i f_i over the nonzero coefficients, as an unevaluated readable sum."""
-    first = next(c for c in coeffs if c != 0)
-    coeffs = [sp.nsimplify(sp.simplify(c / first)) for c in coeffs]  # first coefficient 1
-    terms = [(c, m) for c, m in zip(coeffs, members, strict=True) if c != 0]
-    expr = sp.Add(*[sp.Mul(c, sp.Function(m.label.replace("/", "_").replace(" ", "_"))(x),
-                           evaluate=False) for c, m in terms], evaluate=False)
-    return expr, sp.expand(sum(c * m.expr for c, m in terms)), [(m.label, str(c)) for c, m in terms]
+def _relation(members, vec):
+    """A nullspace vector as ((label, coefficient), ...), first coefficient 1, zeros dropped."""
+    first = next(c for c in vec if c != 0)
+    return tuple((m.label, sp.nsimplify(sp.simplify(c / first)))
+                 for c, m in zip(vec, members, strict=True) if c != 0)
+
+
+def _relation_tex(relation, tex):
+    """LaTeX of sum_i c_i f_i = 0 in the members' notation."""
+    out = ""
+    for label, c in relation:
+        neg = c.could_extract_minus_sign()
+        mag = -c if neg else c
+        coef = "" if mag == 1 else (rf"\left({sp.latex(mag)}\right)" if mag.is_Add
+                                    else sp.latex(mag)) + r"\,"
+        out += (" - " if neg else (" + " if out else "")) + coef + tex[label]
+    return out.lstrip(" +") + " = 0"
+
+
+def _vanishes(relation, members, family, degree):
+    """sum c_i f_i is identically 0 in x: as a polynomial in (x, s_j, e_j), else after putting
+    the explicit functions in and simplifying."""
+    exprs = {m.label: m.expr for m in members}
+    combo = sp.expand(sum(c * exprs[label] for label, c in relation))
+    return combo == 0 or sp.simplify(explicit(combo, family, degree)) == 0
 
 
 def _polynomial_decision(members):
-    """Exact coefficient matrix over monomials e_j^k x^m; returns (rank_deficient, coeffs)."""
+    """Exact coefficient matrix over the monomials e_j^k x^m (exact because distinct e^{beta1 x}
+    and distinct powers of x are independent); returns (rank, nullspace basis)."""
     polys = [sp.Poly(m.expr, x, *sorted(m.expr.free_symbols - {x}, key=str)) for m in members]
     keys = sorted({(str(p.gens[1:]), mon) for p in polys for mon in p.monoms()})
     index = {k: i for i, k in enumerate(keys)}
@@ -237,8 +318,7 @@ def _polynomial_decision(members):
     for c, p in enumerate(polys):
         for mon, coef in zip(p.monoms(), p.coeffs(), strict=True):
             A[index[(str(p.gens[1:]), mon)], c] = coef
-    null = A.nullspace()
-    return (len(null) > 0), (list(null[0]) if null else None), A.rank()
+    return A.rank(), A.nullspace()
 
 
 def _wronskian_decision(members, family):
@@ -246,7 +326,8 @@ def _wronskian_decision(members, family):
 
     d/dx acts on polynomials in (x, s_j, e_j) as
     d/dx + sum_j a_j phi'(s_j) d/ds_j + beta1_j e_j d/de_j.
-    Returns (deficient, coeffs, det): deficient False when det != 0 (independence proved).
+    Returns (deficient, verified nullspace vectors, det, nullity of W): deficient False when
+    det != 0 (independence proved), None when no vector of W's nullspace is a true relation.
     """
     s_syms = [sp.Symbol(f"s_{j + 1}") for j in range(len(ATOMS))]
     e_syms = [sp.Symbol(f"e_{j + 1}") for j in range(len(ATOMS))]
@@ -275,13 +356,15 @@ def _wronskian_decision(members, family):
                 p = D(p)
     det = W.det(method="bareiss")
     if det != 0:
-        return False, None, det
-    for vec in W.nullspace():
+        return False, [], det, 0
+    candidates = W.nullspace()
+    found = []
+    for vec in candidates:
         den = sp.ilcm(*[sp.fraction(sp.nsimplify(v))[1] for v in vec])
         vec = [sp.nsimplify(v) * den for v in vec]
         if sp.expand(sum(c * m.expr for c, m in zip(vec, members, strict=True))) == 0:
-            return True, vec, det
-    return None, None, det
+            found.append(vec)
+    return (True if found else None), found, det, len(candidates)
 
 
 def _phi_value(family, u):
@@ -293,39 +376,59 @@ def verify(family: str, kind: str = "expert", degree: int = 2,
     """Decide strong identifiability of ``family`` (module docstring), symbolic then numeric.
 
     ``holds`` is True when the set is linearly independent; ``method`` says which step decided
-    it. ``details``: ``dependence`` (a vanishing combination, a sympy expression in the members'
-    functions, None if independent), ``vanishing`` (labels of identically-zero members),
-    ``merged`` ((label, merged-into label) pairs), ``n_functions``, ``numeric_ratio``
-    (smallest/largest singular value of the sampled set), ``numeric_agrees`` (the numeric check
-    gives the same verdict), ``kind``, ``dps`` and the deciding step's numbers.
+    it. ``details``:
+
+    * ``relations``: a basis of the vanishing combinations of the nonzero members, each
+      ((label, sympy coefficient), ...) with first coefficient 1 (the exact nullspace of the
+      coefficient matrix; for sigmoid/tanh the verified part of the Wronskian's nullspace);
+      empty when independent. ``relations_complete``: the basis spans every dependence.
+      ``relations_vanish``: each relation is identically 0 in x (checked by sympy).
+    * ``dependence`` / ``dependence_latex``: the relations as text "f - g = 0" / LaTeX in the
+      book's notation (None / () when independent); ``vanishing``: identically-zero members
+      (each one a dependence by itself) and ``vanishing_latex``.
+    * ``merged``: (label, kept label) pairs, members equal to an earlier one of the same atom
+      for every parameter value (one Taylor coefficient; :func:`function_set`), and
+      ``merged_latex`` those identities in LaTeX; these are not dependences.
+    * ``n_functions``, ``rank`` (of the nonzero members), ``numeric_ratio`` (smallest/largest
+      singular value of the sampled set), ``numeric_agrees`` (the numeric check gives the same
+      verdict), ``kind``, ``dps`` and the deciding step's numbers (``wronskian_at_0``).
 
     ``extra`` appends members (``Member`` objects) to the set, e.g. to inject a dependence and
     see the check fail.
     """
-    members, merged = function_set(family, kind, degree)
+    members, merged, tex = _function_set(family, kind, degree)
     members = members + list(extra)
+    tex.update({m.label: m.tex or rf"\mathrm{{{m.label}}}" for m in extra})
     vanishing = tuple(m.label for m in members if m.expr == 0)
     nonzero = [m for m in members if m.expr != 0]
     details = {}
-    dependence = None
     if _is_identity(family) or all(not (m.expr.free_symbols & {sp.Symbol("s_1"), sp.Symbol("s_2")})
                                    for m in nonzero):
-        deficient, coeffs, rank = _polynomial_decision(nonzero)
-        details["rank"], details["n_nonzero"] = int(rank), len(nonzero)
-        method = "symbolic: exact polynomial coefficient matrix"
-        if deficient:
-            dependence, residual, details["combination"] = _combination(nonzero, coeffs)
-            details["residual_is_zero"] = bool(residual == 0)  # the nullspace vector is exact
+        rank, null = _polynomial_decision(nonzero)
+        deficient, complete = bool(null), True
+        details["rank"] = int(rank)
+        method = "symbolic: exact nullspace of the polynomial coefficient matrix"
     else:
-        deficient, coeffs, det = _wronskian_decision(nonzero, family)
+        deficient, null, det, nullity = _wronskian_decision(nonzero, family)
+        complete = len(null) == nullity
         details["wronskian_at_0"] = str(sp.factor(det)) if det != 0 else "0"
+        details["rank"] = len(nonzero) - nullity  # rank of W(0), a lower bound when det == 0
         method = "symbolic: exact Wronskian at x=0 is nonzero"
         if deficient:
             method = "symbolic: Wronskian nullspace combination verified by expand(...) == 0"
-            dependence, residual, details["combination"] = _combination(nonzero, coeffs)
-            details["residual_is_zero"] = bool(residual == 0)
         elif deficient is None:
             method = "numeric only: Wronskian vanishes at x=0, no exact combination found"
+    relations = tuple(_relation(nonzero, vec) for vec in null)
+    details.update(
+        relations=relations, relations_complete=complete,
+        relations_vanish=all(_vanishes(r, nonzero, family, degree) for r in relations),
+        dependence=tuple(" ".join(f"{'-' if c.could_extract_minus_sign() else '+'} "
+                                  f"{'' if abs(c) == 1 else f'{abs(c)}*'}{label}"
+                                  for label, c in r).lstrip("+ ") + " = 0"
+                         for r in relations) or None,
+        dependence_latex=tuple(_relation_tex(r, tex) for r in relations),
+        vanishing_latex=tuple(tex[label] + " = 0" for label in vanishing),
+        merged_latex=tuple(f"{tex[a]} = {tex[b]}" for a, b in merged))
     if vanishing:
         method += f"; {len(vanishing)} member(s) vanish identically"
     ratio = _numeric_ratio(nonzero, family)
@@ -345,7 +448,7 @@ def verify(family: str, kind: str = "expert", degree: int = 2,
         family, bool(holds), method, {"linear independence": how},
         float("nan"),  # a decision, not an identity: its numeric side is numeric_ratio
         N_NUMERIC_POINTS, DOMAIN,
-        {"kind": kind, "dependence": dependence, "vanishing": vanishing, "merged": tuple(merged),
+        {"kind": kind, "vanishing": vanishing, "merged": tuple(merged),
          "n_functions": len(members), "numeric_ratio": float(ratio),
          "numeric_agrees": bool(agrees), "dps": DPS, **details})
 
