@@ -50,23 +50,42 @@ def render(rows: list[dict], label: str) -> dict[str, str]:
     return pages
 
 
+_KINDS = (("expert", r"Expert set, $h_j = h(x, \eta_j)$"),
+          ("gated", r"Gated set, $F_j = e^{\beta_{1j} x} h(x, \eta_j)$"))
+
+
+_SET_HEADER = r" set at one atom, before merging ($\partial h$, $\partial^2 h$, $x\,\partial h$) |"
+
+
 def moe_identifiability() -> str:
-    """The strong-identifiability function sets and their exact verdicts, from theory.moe."""
+    """The strong-identifiability verdicts and every vanishing combination theory.moe finds (a
+    basis of them), for the expert set and the gated set, in LaTeX."""
     from theorylab.theory import moe as theory_moe
-    lines = ["| experts | function set at two atoms | independent | decided by | vanishing combination |",
-             "|---|---|---|---|---|"]
-    for family, res in theory_moe.identifiability_report().items():
-        latex = theory_moe.function_set_latex(family).replace("|", r"\vert ")
-        dependence = res.details["dependence"]
-        dep = "—" if dependence is None else f"${sympy_latex(dependence)}$"
-        lines.append(f"| {family} | ${latex}$ | {'yes' if res.holds else '**no**'} | "
-                     f"{res.method} | {dep} |")
-    return "\n".join(lines) + "\n"
-
-
-def sympy_latex(expr) -> str:
-    import sympy as sp
-    return sp.latex(expr).replace("|", r"\vert ")
+    out = []
+    for kind, title in _KINDS:
+        expert = kind == "expert"
+        out += [rf"**{title}** (atoms $j = 1, 2$; $\partial_a = \partial/\partial a$):", "",
+                "| experts |" + (_SET_HEADER if expert else "")
+                + " independent | decided by | merged (one Taylor coefficient) |",
+                "|---|---|---|---|" + ("---|" if expert else "")]
+        report = theory_moe.identifiability_report(kind)
+        for family, res in report.items():
+            merged = ", ".join(f"${t}$" for t in res.details["merged_latex"]) or "—"
+            verdict = "yes" if res.holds else "**no**"
+            the_set = f" ${theory_moe.function_set_latex(family)}$ |" if expert else ""
+            out.append(f"| {family} |{the_set} {verdict} | {res.method} | {merged} |")
+        out.append("")
+        for family, res in report.items():
+            if res.holds:
+                continue
+            zeros = [z.removesuffix(" = 0") for z in res.details["vanishing_latex"]]
+            lines = [t.replace(" = 0", " &= 0") for t in res.details["dependence_latex"]]
+            out += [f"*{family}*: {len(zeros)} members vanish identically"
+                    + (f" (${' = '.join(zeros)} = 0$)" if zeros else "")
+                    + f"; the other {res.details['n_functions'] - len(zeros)} have rank "
+                    f"{res.details['rank']}, and a basis of their vanishing combinations is", "",
+                    "$$", r"\begin{aligned}", " \\\\\n".join(lines), r"\end{aligned}", "$$", ""]
+    return "\n".join(out)
 
 
 def main() -> int:

@@ -238,3 +238,21 @@ def test_identifiability_claim_statement_matches_its_verdict(family):
     independent = EXPECTED[family]
     assert ("not strongly identifiable" in text) is not independent
     assert text.endswith("linearly independent)" if independent else "linearly dependent)")
+
+
+def test_book_renders_every_relation_found():
+    """book/render_tables.py puts each returned combination and merge in the chapter's tables."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "book" / "render_tables.py"
+    spec = importlib.util.spec_from_file_location("render_tables", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    page = module.moe_identifiability()
+    for kind in KINDS:
+        for result in identifiability_report(kind).values():
+            for tex in result.details["dependence_latex"]:
+                assert tex.replace(" = 0", " &= 0") in page
+            for tex in result.details["merged_latex"] + result.details["vanishing_latex"]:
+                assert tex.removesuffix(" = 0") in page
+    assert page.count(r"\begin{aligned}") == 4  # linear and polynomial, expert and gated sets
