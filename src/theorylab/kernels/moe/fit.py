@@ -66,8 +66,9 @@ def _normal_core(X, y, theta, k, act, deg, A, g):
     and g += G r as dot products. Every loop is innermost over the points and branch-free, so
     LLVM vectorises it. Sums are reassociated within a block (``fastmath``): results differ from
     a scalar pass by rounding only (a test checks them against the Jacobian), are
-    bit-reproducible on one machine, and may differ in the last bits between CPUs with different
-    vector widths. ``error_model`` "numpy": a Python-style zero-division check would stop the
+    bit-reproducible on one machine, and differ in the last bits between CPUs with different
+    vector widths, which can change the optimum an over-fitted fit ends in (README,
+    "Reproducibility"). ``error_model`` "numpy": a Python-style zero-division check would stop the
     vectorisation (the softmax denominator is ≥ 1 here). About 9–11 ns per point for d = 1,
     k = 3 sigmoid experts and 13 ns for d = 2 (the scalar pass with libm's exp: 58 and 133 ns).
     """
