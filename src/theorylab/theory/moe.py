@@ -300,6 +300,16 @@ def _relation_tex(relation, tex):
     return out.lstrip(" +") + " = 0"
 
 
+def _relation_text(relation):
+    """'dh/da@1 - dh/da@2 = 0': sum_i c_i f_i = 0 with the members' labels."""
+    terms = []
+    for label, c in relation:
+        neg = c.could_extract_minus_sign()
+        mag = -c if neg else c
+        terms.append(("- " if neg else "+ ") + ("" if mag == 1 else f"{mag}*") + label)
+    return " ".join(terms).removeprefix("+ ") + " = 0"
+
+
 def _vanishes(relation, members, family, degree):
     """sum c_i f_i is identically 0 in x: as a polynomial in (x, s_j, e_j), else after putting
     the explicit functions in and simplifying."""
@@ -422,10 +432,7 @@ def verify(family: str, kind: str = "expert", degree: int = 2,
     details.update(
         relations=relations, relations_complete=complete,
         relations_vanish=all(_vanishes(r, nonzero, family, degree) for r in relations),
-        dependence=tuple(" ".join(f"{'-' if c.could_extract_minus_sign() else '+'} "
-                                  f"{'' if abs(c) == 1 else f'{abs(c)}*'}{label}"
-                                  for label, c in r).lstrip("+ ") + " = 0"
-                         for r in relations) or None,
+        dependence=tuple(_relation_text(r) for r in relations) or None,
         dependence_latex=tuple(_relation_tex(r, tex) for r in relations),
         vanishing_latex=tuple(tex[label] + " = 0" for label in vanishing),
         merged_latex=tuple(f"{tex[a]} = {tex[b]}" for a, b in merged))
