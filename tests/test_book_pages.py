@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("check_pages", ROOT / "book" / "check_pages.py")
@@ -58,8 +60,9 @@ BROKEN_PAGE = """<!doctype html><html><head><link rel="icon" href="data:,"></hea
 
 @needs_chromium
 def test_check_page_measures_bytes_errors_and_layout(tmp_path):
-    png = bytes(range(256)) * 400  # 100 kB of incompressible bytes; not a valid image
-    (tmp_path / "big.png").write_bytes(png)
+    noise = np.random.default_rng(0).integers(0, 256, (150, 150, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "big.png")  # a valid PNG of incompressible noise
+    png = (tmp_path / "big.png").read_bytes()
     (tmp_path / "clean.html").write_text(CLEAN_PAGE)
     (tmp_path / "broken.html").write_text(BROKEN_PAGE)
     with check_pages.serve(tmp_path) as base:
