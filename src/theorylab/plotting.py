@@ -77,7 +77,9 @@ _CODE_NAME = re.compile(r"\b[A-Za-z]{2,}_[A-Za-z]{2,}\b")  # dpo_rw, rl_exact; n
 
 
 def _has_data(ax) -> bool:
-    return bool(ax.lines or ax.collections or ax.patches or ax.images)
+    """``ax`` plots data (a colorbar's axes does not count: its label is the colorbar's)."""
+    is_colorbar = getattr(ax, "_colorbar", None) is not None
+    return not is_colorbar and bool(ax.lines or ax.collections or ax.patches or ax.images)
 
 
 def _siblings(ax, axis: str) -> list:
