@@ -1,6 +1,6 @@
 """Every registered figure, built from stand-in tables, follows the figure rules of
 :func:`theorylab.plotting.layout_problems` (labelled axes, legends outside the data, human names,
-log axes with enough ticks).
+log axes with enough ticks, text readable at the book's column width).
 
 The stand-in tables (tests/support/figure_tables/FIGURE-I.csv.gz, the I-th table FIGURE loads)
 are subsampled results; ``python tests/support/dump_figure_tables.py STORE tests/support/figure_tables``
@@ -76,4 +76,6 @@ def test_layout_problems_flags_an_inside_legend_and_missing_labels():
         ax.lines[0].set_label("DPO (reward)")
         legend_beside(ax)
         assert layout_problems(fig) == []
+        fig.set_figwidth(12)  # shown 700 px wide: 9.5 pt legend text is 7.7 px
+        assert any("'DPO (reward)' is 7.7 px" in p for p in layout_problems(fig))
         plt.close(fig)

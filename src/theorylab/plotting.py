@@ -113,10 +113,24 @@ def log_ticks(ax, axis: str = "both") -> None:
             target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
 
 
+COLUMN_PX = 700   # the book's column width; a figure is shown scaled to it
+MIN_TEXT_PX = 10  # smallest readable text there
+
+
+def _small_text(fig) -> list[str]:
+    """Texts of ``fig`` under MIN_TEXT_PX when the figure is shown COLUMN_PX wide: a text of
+    s pt in a figure w inches wide is s · COLUMN_PX / (72 w) px there."""
+    from matplotlib.text import Text
+    scale = COLUMN_PX / (72 * fig.get_figwidth())
+    small = {t.get_text(): t.get_fontsize() * scale for t in fig.findobj(Text)
+             if t.get_visible() and t.get_text().strip() and t.get_fontsize() * scale < MIN_TEXT_PX}
+    return [f"text {text!r} is {px:.1f} px at {COLUMN_PX} px width" for text, px in small.items()]
+
+
 def layout_problems(fig) -> list[str]:
     """What breaks the figure rules in ``fig`` (draws it): an axes with data lacking an x or y
     label, a legend overlapping an axes with data or showing a code name (``dpo_rw``), a log axis
-    with < 3 labelled ticks in view."""
+    with < 3 labelled ticks in view, text unreadable at the book's column width."""
     fig.canvas.draw()
     data_axes = [ax for ax in fig.axes if _has_data(ax)]
     problems = []
@@ -128,6 +142,7 @@ def layout_problems(fig) -> list[str]:
                 shown = max(_ticks_shown(s, a) for s in _siblings(ax, a))
                 if shown < 3:
                     problems.append(f"{name}: {a} log axis with {shown} labelled ticks")
+    problems += _small_text(fig)
     legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None] + fig.legends
     for leg in legends:
         problems += [f"legend shows code name {t.get_text()!r}" for t in leg.get_texts()
