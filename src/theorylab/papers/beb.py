@@ -362,7 +362,7 @@ def rlhf_figure(ctx: Context):
                 ax.plot(g.strength, g[col].replace(np.inf, np.nan), "o-", ms=3, alpha=0.7)
             ax.set(xlabel="RLHF strength 1/β_RL", ylabel=lab)
         axes[2].axhline(0, color="k", lw=0.8)
-        fig.suptitle("closed-form RLHF π ∝ P·e^{B/β_RL} on Markov mixtures (one line per mixture)")
+        fig.suptitle("closed-form RLHF π ∝ P·exp(B/β_RL) on Markov mixtures (one line per mixture)")
         return savefig(fig, ctx.figdir / "beb-rlhf")
 
 
