@@ -74,11 +74,15 @@ def plots(session: nox.Session) -> None:
 
 @nox.session(venv_backend=BACKEND, default=False)
 def book(session: nox.Session) -> None:
-    """Build the Jupyter Book offline (MathJax served from the book, not a CDN)."""
+    """Build the Jupyter Book offline (MathJax served from the book, not a CDN), then check 3
+    pages in headless Chromium (< 2 MiB loaded, no console error, formulas rendered; see
+    book/check_pages.py). `nox -s book -- --no-check` builds only (no Chromium needed)."""
     _install(session, "dev,book")
     session.run("python", "book/ship_mathjax.py")
     session.run("python", "book/render_tables.py")
     session.run("jupyter-book", "build", "book", "--warningiserror", "--keep-going")
+    if "--no-check" not in session.posargs:
+        session.run("python", "book/check_pages.py", "--pages", "intro", "moe", "papers")
 
 
 @nox.session(venv_backend=BACKEND, default=False)

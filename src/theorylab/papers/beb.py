@@ -15,7 +15,7 @@ import numpy as np
 
 from theorylab.claims import Context, Verdict, claim
 from theorylab.criteria import AllOf, Equality, Threshold
-from theorylab.plotting import figure, savefig, style
+from theorylab.plotting import figure, legend_below, legend_beside, log_ticks, savefig, style
 
 PAPER = "BEB"
 _SIM = "theorylab.simulations.beb_prompting"
@@ -270,7 +270,7 @@ def misalignment_figure(ctx: Context):
     _, acols = _curve(t, "aligned_")
     beta = float(t.beta_stat.iloc[0])
     with style():
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+        fig, axes = plt.subplots(3, 1, figsize=(8, 10.5))
         for x, g in t.groupby("log_inv_alpha"):
             f = g[cols].to_numpy().mean(0)
             line, = axes[0].plot(ns, f, label=f"log 1/α = {x:g}")
@@ -280,9 +280,9 @@ def misalignment_figure(ctx: Context):
             axes[1].plot(ns, g[acols].to_numpy().mean(0), color=line.get_color())
         axes[0].set(xlabel="prompt sentences sampled from P₋", ylabel="mean 1 − w(s) (P₊ weight)",
                     title="posterior weight of P₊; dashed: Eq. 7 at β̄")
-        axes[0].legend(fontsize=7)
-        axes[1].set(xlabel="prompt sentences", ylabel="aligned fraction B_P(s)",
-                    title="fraction of aligned continuations")
+        legend_beside(axes[0], title="mixture weight α")
+        axes[1].set(xlabel="prompt sentences sampled from P₋", ylabel="aligned fraction B_P(s)",
+                    title="fraction of aligned continuations (colours as above)")
         xmax = min(int(ns.max()), int(3 * np.nanmax(t.centre)) + 2)
         axes[0].set_xlim(0, xmax)
         axes[1].set_xlim(0, xmax)
@@ -290,10 +290,9 @@ def misalignment_figure(ctx: Context):
         axes[2].plot(t.log_inv_alpha, t.centre, "o", ms=4, label="measured centre")
         xs = np.linspace(0, t.log_inv_alpha.max(), 50)
         axes[2].plot(xs, xs / beta, "k--", label=f"log(1/α)/β̄, 1/β̄ = {1 / beta:.3f}")
-        axes[2].set(xlabel="log 1/α", ylabel="centre (sentences)",
-                    title=f"fitted slope {slope:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]")
-        axes[2].legend(fontsize=8)
-        fig.tight_layout()
+        axes[2].set(xlabel="log 1/α [nats]", ylabel="sigmoid centre (sentences)",
+                    title=f"centre vs log 1/α: fitted slope {slope:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]")
+        legend_beside(axes[2])
         return savefig(fig, ctx.figdir / "beb-misalignment")
 
 
@@ -308,17 +307,16 @@ def kl_figure(ctx: Context):
     ns, cols = _curve(t, "kl_full_")
     beta = float(t.beta_stat.iloc[0])
     with style():
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        fig, ax = plt.subplots(figsize=(8, 4.6))
         for x, g in t.groupby("log_inv_alpha"):
             line, = ax.semilogy(ns, g[cols].to_numpy().mean(0), label=f"log 1/α = {x:g}")
             ax.semilogy(ns, [theory_beb.eq7_kl_bound(math.exp(-x), beta, n) for n in ns], "--",
                         color=line.get_color(), lw=0.8)
         ax.semilogy(np.arange(1, 11), PAPER_KL, "ks-", ms=3, label="paper, Llama-2-13B-chat")
-        ax.set(xlabel="prompt sentences from P₋", ylabel="KL(P₋(·|s) ‖ P(·|s)) [nats]",
+        ax.set(xlabel="prompt sentences sampled from P₋", ylabel="KL(P₋(·|s) ‖ P(·|s)) [nats]",
                title="exact mixture (solid) vs Eq. 7 at β̄ (dashed)", ylim=(1e-6, 100),
                xlim=(0, min(int(ns.max()), int(2 * np.nanmax(t.centre)) + 4)))
-        ax.legend(fontsize=7)
-        fig.tight_layout()
+        legend_beside(ax)
         return savefig(fig, ctx.figdir / "beb-kl")
 
 
@@ -331,16 +329,16 @@ def lengths_figure(ctx: Context):
     t = ctx.load(ctx.sized(LengthStudy()))
     thms = ["t1", "t2", "t3", "t4", "t5"]
     with style():
-        fig, ax = plt.subplots(figsize=(7, 4.2))
+        fig, ax = plt.subplots(figsize=(7.5, 4.2))
         for k, thm in enumerate(thms):
             g = t[t.theorem == thm]
             x = k + np.linspace(-0.2, 0.2, len(g))
             ax.semilogy(x, g.bound, "v", color="C0", label="bound" if k == 0 else None)
             ax.semilogy(x, g.measured, "o", color="C1", label="measured" if k == 0 else None)
         ax.set_xticks(range(len(thms)), [s.upper() for s in thms])
-        ax.set(ylabel="prompt length (sentences)", title="BEB bounds vs exact measured lengths")
-        ax.legend()
-        fig.tight_layout()
+        ax.set(xlabel="theorem of the paper (one point per random mixture)",
+               ylabel="prompt length (sentences)", title="BEB bounds vs exact measured lengths")
+        legend_beside(ax)
         return savefig(fig, ctx.figdir / "beb-lengths")
 
 
@@ -353,17 +351,18 @@ def rlhf_figure(ctx: Context):
     t = ctx.load(ctx.sized(RLHFStudy()))
     t = t.assign(strength=np.where(t.beta_rl == 0, 0.0, 1 / t.beta_rl.where(t.beta_rl > 0, 1)))
     with style():
-        fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
+        fig, axes = plt.subplots(2, 2, figsize=(8, 6.5))
+        axes = axes.ravel()
         for ax, col, lab in zip(axes, ["log_inv_alpha", "beta_def", "gamma", "measured"],
-                                ["log 1/α", "β (definition)", "γ", "needed length"],
+                                ["log 1/α [nats]", "β (definition) [nats]", "γ [nats]",
+                                 "needed length (sentences)"],
                                 strict=True):
             for _, g in t.groupby("model"):
                 g = g.sort_values("strength")
                 ax.plot(g.strength, g[col].replace(np.inf, np.nan), "o-", ms=3, alpha=0.7)
             ax.set(xlabel="RLHF strength 1/β_RL", ylabel=lab)
         axes[2].axhline(0, color="k", lw=0.8)
-        fig.suptitle("closed-form RLHF π ∝ P·e^{B/β_RL} on Markov mixtures")
-        fig.tight_layout()
+        fig.suptitle("closed-form RLHF π ∝ P·exp(B/β_RL) on Markov mixtures (one line per mixture)")
         return savefig(fig, ctx.figdir / "beb-rlhf")
 
 
@@ -375,15 +374,15 @@ def beta_bias_figure(ctx: Context):
     from theorylab.simulations.beb_prompting import BetaBiasStudy
     t = ctx.load(ctx.sized(BetaBiasStudy()))
     with style():
-        fig, ax = plt.subplots(figsize=(5, 4.5))
+        fig, ax = plt.subplots(figsize=(6.5, 6))
         ax.loglog(t.beta_worst, t.beta_paper, "o", ms=4, label="β_paper (sampled, P₋ prefixes)")
         ax.loglog(t.beta_worst, t.beta_def, "s", ms=3, label="β_def (inf_n E over P₋ prefixes)")
         lim = [t.beta_worst.min() * 0.8, t.beta_paper.max() * 1.2]
-        ax.loglog(lim, lim, "k--", lw=0.8)
-        ax.set(xlabel="β_worst (inf over all prefixes)", ylabel="estimate",
+        ax.loglog(lim, lim, "k--", lw=0.8, label="y = x")
+        ax.set(xlabel="β_worst (inf over all prefixes) [nats]", ylabel="β estimate [nats]",
                title="upward bias of prefix-sampled β")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
+        log_ticks(ax)
+        legend_below(fig, ncol=1)
         return savefig(fig, ctx.figdir / "beb-beta-bias")
 
 
@@ -471,12 +470,12 @@ def neural_figure(ctx: Context):
     t = ctx.load(study)
     ns = np.arange(study.n_prompt + 1)
     with style():
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+        fig, axes = plt.subplots(2, 1, figsize=(8, 8))
         axes[0].semilogy(ns, _mean_curve(t, "kl_neural", study.n_prompt), "o-", label="TinyLM (ours)")
         axes[0].semilogy(ns, _mean_curve(t, "kl_exact", study.n_prompt), "s--",
                          label="exact generating mixture")
         axes[0].semilogy(np.arange(1, 11), PAPER_KL, "k^:", label="paper, Llama-2-13B-chat")
-        axes[0].set(xlabel="prompt sentences sampled from P₋", ylabel="KL(P₋(·|s) ‖ P(·|s))",
+        axes[0].set(xlabel="prompt sentences sampled from P₋", ylabel="KL(P₋(·|s) ‖ P(·|s)) [nats]",
                     title="Fig. 2 at small scale")
         axes[1].plot(ns, _mean_curve(t, "aligned_neural", study.n_prompt), "o-",
                      label=f"TinyLM: aligned of {study.n_continuations} samples")
@@ -484,9 +483,8 @@ def neural_figure(ctx: Context):
                      label="exact B_P(s)")
         axes[1].plot(np.arange(1, 11), np.array(PAPER_ALIGNED_OF_32) / 32, "k^:",
                      label="paper (of 32), x = sentences")
-        axes[1].set(xlabel="prompt sentences", ylabel="fraction aligned",
+        axes[1].set(xlabel="prompt sentences sampled from P₋", ylabel="fraction aligned",
                     title="Fig. 3 at small scale")
         for ax in axes:
-            ax.legend(fontsize=8)
-        fig.tight_layout()
+            legend_beside(ax)
         return savefig(fig, ctx.figdir / "beb-neural")

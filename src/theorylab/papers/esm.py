@@ -21,7 +21,7 @@ import numpy as np
 
 from theorylab.claims import Context, Verdict, claim
 from theorylab.criteria import CIAbove, Equality, Threshold
-from theorylab.plotting import figure, savefig, style
+from theorylab.plotting import figure, legend_below, log_ticks, savefig, style
 from theorylab.stats import mean_ci, wilson_ci
 
 if TYPE_CHECKING:
@@ -162,9 +162,9 @@ def preservation_figure(ctx: Context):
     summary = summary_records(table)
     resets = list(dict.fromkeys(acc.reset))
     with style():
-        fig, axes = plt.subplots(1, len(resets), figsize=(5.6 * len(resets), 4.2), sharey=True,
-                                 squeeze=False)
-        for ax, reset in zip(axes[0], resets, strict=True):
+        fig, axes = plt.subplots(len(resets), 1, figsize=(7.5, 1.2 + 3.6 * len(resets)),
+                                 sharey=True, squeeze=False)
+        for ax, reset in zip(axes[:, 0], resets, strict=True):
             a = acc[acc.reset == reset]
             for method in ("act", "ig", "random"):
                 g = a[a.method == method].groupby("f").acc
@@ -178,12 +178,10 @@ def preservation_figure(ctx: Context):
                        label="all reset")
             ax.axhline(summary.acc_majority.mean(), ls="-.", color="0.6", lw=1, label="majority")
             ax.set_xscale("log")
-            ax.set_xlabel("kept fraction f of neurons")
-            ax.set_title(f"unselected neurons reset to {reset}")
-        axes[0, 0].set_ylabel("test accuracy")
-        handles, labels = axes[0, 0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
-        fig.tight_layout(rect=(0, 0.07, 1, 1))
+            ax.set(xlabel="kept fraction f of neurons (log scale)", ylabel="test accuracy",
+                   title=f"unselected neurons reset to {reset}")
+            log_ticks(ax, "x")
+        legend_below(fig, axes[:1, 0], ncol=3)
         return savefig(fig, ctx.figdir / "esm-preservation")
 
 
@@ -198,19 +196,19 @@ def density_figure(ctx: Context):
     d = density_records(table)
     kinds = list(MODULE_KINDS.values())
     with style():
-        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), squeeze=False)
-        for ax, method in zip(axes[0], ("ig", "act"), strict=True):
+        fig, axes = plt.subplots(2, 1, figsize=(7.5, 7.5), squeeze=False)
+        for ax, method in zip(axes[:, 0], ("ig", "act"), strict=True):
             sub = d[(d.method == method) & np.isclose(d.f, DENSITY_F)]
             grid = sub.groupby(["layer", "kind"], observed=True).density.mean().unstack("kind")
             grid = grid.reindex(columns=kinds)
             im = ax.imshow(grid.to_numpy(), aspect="auto", cmap="viridis", vmin=0)
             ax.set_xticks(range(len(kinds)), kinds, rotation=30)
-            ax.set_yticks(range(len(grid.index)), [f"layer {i}" for i in grid.index])
+            ax.set_yticks(range(len(grid.index)), [str(i) for i in grid.index])
+            ax.set(xlabel="module kind", ylabel="transformer layer")
             for (i, j), v in np.ndenumerate(grid.to_numpy()):
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=9,
                         color="w" if v < grid.to_numpy().max() / 2 else "k")
             ax.set_title(f"{_LABELS[method]}: share selected at f = {DENSITY_F:.0%}")
             ax.grid(False)
-            fig.colorbar(im, ax=ax, fraction=0.046)
-        fig.tight_layout()
+            fig.colorbar(im, ax=ax, fraction=0.046, label="share of neurons selected")
         return savefig(fig, ctx.figdir / "esm-density")

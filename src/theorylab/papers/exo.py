@@ -16,10 +16,18 @@ import numpy as np
 
 from theorylab.claims import Context, Verdict, claim
 from theorylab.criteria import AllOf, CIAbove, Equality, Measured, Threshold
-from theorylab.plotting import figure, savefig, style
+from theorylab.plotting import figure, legend_below, legend_beside, log_ticks, savefig, style
 from theorylab.stats import mean_ci
 
 PAPER = "EXO"
+
+# Human names of the studies' method codes, for legends (one mapping for every EXO figure).
+METHOD_NAMES = {
+    "exo_rw": "EXO, K rewarded samples", "dpo_rw": "DPO, K rewarded samples",
+    "exo_pref": "EXO, preference pairs", "dpo_pref": "DPO, preference pairs",
+    "exo": "EXO, K samples", "dpo": "DPO, K samples", "exo_exact": "EXO, exact (K → ∞)",
+    "dpo_exact": "DPO, exact (K → ∞)", "rl_exact": "exact RL (max J)",
+}
 STUDIES = {"exo-gradient-equivalence": "theorylab.simulations.exo_alignment",  # name -> module
            "exo-mode-seeking": "theorylab.simulations.exo_alignment",
            "exo-sequence-frontier": "theorylab.empirical.exo_sequence"}
@@ -202,27 +210,28 @@ def gradient_figure(ctx: Context):
     from theorylab.simulations.exo_alignment import GradientEquivalenceStudy
     t = ctx.load(ctx.sized(GradientEquivalenceStudy()))
     with style():
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-        for n, g in t.groupby("n_actions"):
+        fig, axes = plt.subplots(2, 1, figsize=(8, 8.5))
+        for i, (n, g) in enumerate(t.groupby("n_actions")):
             for col, ls, lab in (("cos_exo", "-", "EXO vs −∇J"), ("cos_dpo_fwd", "--", "DPO vs fwd-KL"),
                                  ("cos_dpo_exact", ":", "DPO vs −∇J")):
                 s = g.groupby("K")[col]
                 mean, sem = s.mean(), s.std(ddof=1) / np.sqrt(s.count())
                 axes[0].errorbar(mean.index, 1 - mean, yerr=1.96 * sem, ls=ls, marker="o", ms=3,
-                                 label=f"{lab}, N={n}")
+                                 color=f"C{i}", label=f"{lab}, N={n}")
             rel = g.groupby("K").relerr_exo.mean()
-            axes[1].loglog(rel.index, rel, "o-", ms=3, label=f"EXO, N={n}")
+            axes[1].loglog(rel.index, rel, "o-", ms=3, color=f"C{i}", label=f"EXO, N={n}")
             rel = g.groupby("K").relerr_dpo_fwd.mean()
-            axes[1].loglog(rel.index, rel, "s--", ms=3, label=f"DPO vs fwd-KL, N={n}")
+            axes[1].loglog(rel.index, rel, "s--", ms=3, color=f"C{i}", label=f"DPO vs fwd-KL, N={n}")
         ks = list(RECON_COS)
         axes[0].plot(ks, [1 - RECON_COS[k] for k in ks], "k*", ms=9, label="reference check, N=50")
-        axes[0].axhline(1 - COS_TARGET, color="grey", lw=0.8)
-        axes[0].set(xscale="log", yscale="log", xlabel="K (samples per prompt)", ylabel="1 − cosine",
-                    title="K-sample gradient vs its K → ∞ direction")
-        axes[0].legend(fontsize=6, ncol=2)
-        axes[1].set(xlabel="K", ylabel="‖ḡ_K − g_∞‖ / ‖g_∞‖", title="relative error")
-        axes[1].legend(fontsize=7)
-        fig.tight_layout()
+        axes[0].axhline(1 - COS_TARGET, color="grey", lw=0.8, label=f"1 − {COS_TARGET:g} (target)")
+        axes[0].set(xscale="log", yscale="log", xlabel="K (samples per prompt)",
+                    ylabel="1 − cosine (mean, 95 % CI)",
+                    title="K-sample gradient vs its K → ∞ direction (N actions)")
+        axes[1].set(xlabel="K (samples per prompt)", ylabel="‖ḡ_K − g_∞‖ / ‖g_∞‖ (mean)",
+                    title="relative error of the K-sample gradient")
+        for ax in axes:
+            legend_beside(ax, fontsize=8.5)
         return savefig(fig, ctx.figdir / "exo-gradient-cosine")
 
 
@@ -239,7 +248,7 @@ def mode_figure(ctx: Context):
     y, lps, r = study.problem()
     star = kx.analytic_optimum(lps, r, study.beta_r, study.beta_pi).exp()
     with style():
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+        fig, axes = plt.subplots(2, 1, figsize=(7.5, 8.5))
         ax = axes[0]
         ax.fill_between(y, star, color="0.85", label="π* (unrestricted optimum)")
         ax.plot(y, lps.exp(), "k:", label="π_sft")
@@ -249,22 +258,22 @@ def mode_figure(ctx: Context):
                 continue
             p = gaussian_policy(torch.tensor([row.mu, math.log(row.sigma)], dtype=torch.float64), y).exp()
             ls = "--" if method.endswith("exact") else "-"
-            ax.plot(y, p, ls, color=colors[method], lw=1.5 if ls == "--" else 0.8,
-                    label=method if rep == 0 else None)
+            ax.plot(y, p, ls, color=colors[method], lw=1.8 if ls == "--" else 1.0,
+                    label=METHOD_NAMES[method] if rep == 0 else None)
         ax2 = ax.twinx()
-        ax2.plot(y, r, color="C2", lw=0.8)
+        ax2.plot(y, r, color="C2", lw=1.0, label="reward r(y) (right axis)")
         ax2.set_ylabel("reward r(y)", color="C2")
-        ax.set(xlabel="action y", ylabel="probability", title="solutions in the unimodal class")
-        ax.legend(fontsize=7)
+        ax.set(xlabel="action y", ylabel="probability π(y) per grid point",
+               title="solutions in the unimodal class")
         ax = axes[1]
         opt = study.optimum_row()
-        ax.scatter([opt["kl_sft"]], [opt["reward"]], marker="*", s=120, color="0.5", label="π*")
+        ax.scatter([opt["kl_sft"]], [opt["reward"]], marker="*", s=120, color="0.5")
         for method, g in t.groupby("method"):
             ax.scatter(g.kl_sft, g.reward, color=colors[method],
-                       marker="x" if method.endswith("exact") else "o", label=method)
-        ax.set(xlabel="KL(π ‖ π_sft)", ylabel="E_π r", title="reward vs KL")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
+                       marker="x" if method.endswith("exact") else "o")
+        ax.set(xlabel="KL(π ‖ π_sft) [nats]", ylabel="expected reward E_π r",
+               title="reward vs KL (× exact, ● sampled, ★ π*)")
+        legend_below(fig, [axes[0], ax2], ncol=2)
         return savefig(fig, ctx.figdir / "exo-mode-seeking")
 
 
@@ -352,27 +361,30 @@ def frontier_figure(ctx: Context):
     sft = t[t.method == "sft"]
     style_of = {"exo_rw": ("C0", "-", "o"), "dpo_rw": ("C1", "-", "s"),
                 "exo_pref": ("C0", "--", "^"), "dpo_pref": ("C1", "--", "v")}
+    # β labels: EXO's above-left of its points, DPO's below-right, so the two families don't collide
+    offset = {"exo": (-4, 5, "right", "bottom"), "dpo": (4, -5, "left", "top")}
     with style():
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+        fig, axes = plt.subplots(2, 1, figsize=(7.5, 9.5), sharex=True)
         for method, g in t[t.method != "sft"].groupby("method"):
             c, ls, mk = style_of[method]
             agg = g.groupby("beta").agg(kl=("kl", "mean"), reward=("reward", "mean"),
                                         kl_sd=("kl", "std"), r_sd=("reward", "std"),
                                         n=("seed", "count")).sort_values("kl")
             se = np.sqrt(agg.n)
-            axes[0].errorbar([0, *agg.kl], [sft.reward.mean(), *agg.reward],
-                             xerr=[0, *(agg.kl_sd / se)], yerr=[0, *(agg.r_sd / se)],
-                             color=c, ls=ls, marker=mk, ms=4, label=method)
+            axes[0].errorbar(agg.kl, agg.reward, xerr=agg.kl_sd / se, yerr=agg.r_sd / se,
+                             color=c, ls=ls, marker=mk, label=METHOD_NAMES[method])
+            dx, dy, ha, va = offset[method.split("_")[0]]
             for b, row in agg.iterrows():
-                axes[0].annotate(f"{b:g}", (row.kl, row.reward), fontsize=6, alpha=0.6, color=c)
-            axes[1].plot(g.kl, g.reward, mk, color=c, alpha=0.6, label=method)
+                axes[0].annotate(f"{b:g}", (row.kl, row.reward), xytext=(dx, dy),
+                                 textcoords="offset points", ha=ha, va=va, fontsize=8.5, color=c)
+            axes[1].plot(g.kl, g.reward, mk, color=c, alpha=0.6, label=METHOD_NAMES[method])
         for ax in axes:
-            ax.axhline(sft.reward.mean(), color="grey", lw=0.8)
-            ax.set_xscale("symlog", linthresh=1.0)
-            ax.set_xlim(left=0)
-            ax.set(xlabel="KL(π_θ ‖ π_sft) [nats / completion], symlog", ylabel="reward (held-out prompts)")
-            ax.legend(fontsize=7)
-        axes[0].set(title="frontier, mean ± SE over seeds, labels β_π (grey: π_sft)")
-        axes[1].set(title="every run (seed × β)")
-        fig.tight_layout()
+            ax.axhline(sft.reward.mean(), color="grey", lw=1, label="π_sft (KL = 0)")
+            ax.set_xscale("log")
+            ax.set(xlabel="KL(π_θ ‖ π_sft) [nats per completion]", ylabel="reward (held-out prompts)")
+            log_ticks(ax, "x")
+            ax.xaxis.set_tick_params(labelbottom=True)
+        axes[0].set(title="frontier: mean ± SE over seeds; numbers: β_π")
+        axes[1].set(title="every run (seed × β_π)")
+        legend_below(fig, axes[:1], ncol=2)
         return savefig(fig, ctx.figdir / "exo-frontier")

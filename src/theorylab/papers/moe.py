@@ -153,10 +153,15 @@ COLUMNS = (("l2", "L2 error"), ("d1", "D1"), ("exact_err", "exact atoms"),
            ("over_err", "over-specified atoms"))
 
 
+YLABEL = "loss (median, IQR)"
+XLABEL = "sample size n"
+
+
 def _panel(ax, table, title: str) -> None:
-    """Median and IQR per n of each loss in ``table``, with its OLS line, on log-log axes."""
+    """Median and IQR per n of each loss in ``table``, with its OLS line, on log-log axes; the
+    legend (loss: fitted slope [95 % CI]) below the axes."""
     from theorylab.stats import loglog_slope
-    for name, label in COLUMNS:
+    for i, (name, label) in enumerate(COLUMNS):
         vals = table[["n", name]].dropna()
         if vals.empty:
             continue
@@ -165,12 +170,13 @@ def _panel(ax, table, title: str) -> None:
         med = g.median().loc[ns]
         q1, q3 = g.quantile(0.25).loc[ns], g.quantile(0.75).loc[ns]
         fit = loglog_slope(vals["n"], vals[name])
-        line, = ax.loglog(ns, med, "o", ms=4,
-                          label=f"{label}: slope {fit.slope:.2f} [{fit.ci_lo:.2f}, {fit.ci_hi:.2f}]")
+        line, = ax.loglog(ns, med, "o", color=f"C{i}",
+                          label=f"{label}: {fit.slope:.2f} [{fit.ci_lo:.2f}, {fit.ci_hi:.2f}]")
         ax.fill_between(ns, q1, q3, color=line.get_color(), alpha=0.15)
-        ax.loglog(ns, np.exp(fit.intercept) * ns ** fit.slope, "-", color=line.get_color(), lw=1)
-    ax.set_title(title)
-    ax.legend(fontsize=7)
+        ax.loglog(ns, np.exp(fit.intercept) * ns ** fit.slope, "-", color=line.get_color(), lw=1.2)
+    ax.set(title=title, xlabel=XLABEL, ylabel=YLABEL)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=8.5, handlelength=1,
+              title="slope [95 % CI]", title_fontsize=8.5)
 
 
 @figure("moe-rates", paper=PAPER)
@@ -181,16 +187,14 @@ def rate_figure(ctx: Context):
     from theorylab.simulations.moe_rates import case_study
     experts = ("sigmoid", "tanh", "linear")
     with style():
-        fig, axes = plt.subplots(2, 3, figsize=(12, 7), sharex=True)
-        for col, expert in enumerate(experts):
-            for row, case in enumerate(("exact", "over")):
+        fig, axes = plt.subplots(3, 2, figsize=(8, 12.5), sharex=True)
+        for row, expert in enumerate(experts):
+            for col, case in enumerate(("exact", "over")):
                 _panel(axes[row, col], ctx.load(case_study(expert, case, quick=ctx.quick)),
-                       f"{expert}, {case}-fitted (k={'k*' if case == 'exact' else 'k*+1'})")
-                if row == 1:
-                    axes[row, col].set_xlabel("n")
-        fig.suptitle("MoE-LSE: convergence of the least-squares estimator "
-                     "(median, IQR, OLS on all replicates)")
-        fig.tight_layout()
+                       f"{expert} experts, {case}-fitted (k = {'k*' if case == 'exact' else 'k*+1'})")
+                axes[row, col].xaxis.set_tick_params(labelbottom=True)
+        fig.suptitle("MoE-LSE: convergence of the least-squares estimator\n"
+                     "(median and IQR per n; line: OLS fit on all replicates)")
         return savefig(fig, ctx.figdir / "moe-rates")
 
 
@@ -201,8 +205,6 @@ def tail_figure(ctx: Context):
 
     from theorylab.simulations.moe_rates import tail_study
     with style():
-        fig, ax = plt.subplots(figsize=(5.5, 4.2))
-        _panel(ax, ctx.load(tail_study(quick=ctx.quick)), "sigmoid, over-fitted (k = k*+1), tail")
-        ax.set_xlabel("n")
-        fig.tight_layout()
+        fig, ax = plt.subplots(figsize=(5.5, 5.6))
+        _panel(ax, ctx.load(tail_study(quick=ctx.quick)), "sigmoid experts, over-fitted (k = k*+1), tail")
         return savefig(fig, ctx.figdir / "moe-tail")
