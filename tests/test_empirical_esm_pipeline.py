@@ -174,6 +174,10 @@ def test_beats_random_claim_measures_the_advantage(advantage, holds, tmp_path):
     assert v.ci[0] <= v.measured <= v.ci[1]
     assert v.holds is holds
     assert v.details["n_random_draws"] == 10
+    # the smallest fractions (f <= 2 %: here 0.01 only) are reported on their own
+    assert v.details["advantage_f_le_0.02"] == pytest.approx(advantage, abs=1e-9)
+    lo, hi = v.details["advantage_f_le_0.02_ci"]
+    assert lo <= advantage <= hi and v.details["acc_majority"] == 0.3
 
 
 def test_density_and_completeness_claims(tmp_path):

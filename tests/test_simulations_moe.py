@@ -114,3 +114,26 @@ def test_rate_verdict_criteria_two_sided_vs_upper_bound(monkeypatch, slope):
     assert exact.status in ("holds", "fails") and over.status in ("holds", "fails")  # precise
     assert exact.holds == (slope == -0.5) == exact.details["tight"]
     assert over.holds == (slope <= -0.5) and over.details["tight"] == (slope == -0.5)
+
+
+@pytest.mark.parametrize("slope", [-0.5, -0.7, -0.3])
+def test_tightness_is_its_own_report_only_claim(monkeypatch, slope):
+    # moe.tight.*: the two-sided test on the over-fitted table; report-only (the theorems give
+    # upper bounds), holding exactly when the bound claim's details say "tight"
+    from theorylab.claims import REGISTRY
+    from theorylab.papers import load_all
+    load_all()
+    rng = np.random.default_rng(1)
+    ns = np.repeat(np.logspace(2, 5, 10), 40)
+    table = pd.DataFrame({"n": ns, "d1": ns ** slope * np.exp(0.1 * rng.normal(size=ns.size))})
+    monkeypatch.setattr(moe_paper, "_table", lambda ctx, expert, case: table)
+    tight = REGISTRY["moe.tight.d1.sigmoid.over"]
+    bound = REGISTRY["moe.d1.sigmoid.over"]
+    assert tight.must_hold is False and bound.must_hold is True
+    t, b = tight.check(None), bound.check(None)
+    assert t.criterion.kind == "rate_band" and t.measured == b.measured
+    assert t.holds == b.details["tight"] == (slope == -0.5)
+    over_ids = {k for k in REGISTRY if k.startswith("moe.") and k.endswith(".over")
+                and not k.startswith(("moe.tail.", "moe.tight."))}
+    assert {k.replace("moe.", "moe.tight.", 1) for k in over_ids} == {
+        k for k in REGISTRY if k.startswith("moe.tight.")}
