@@ -156,6 +156,15 @@ def test_a_unit_returning_neither_a_row_nor_records_is_a_one_line_error(store, b
 
 
 # ----------------------------------------------------------------------------- housekeeping
+def test_summary_counts_units_and_records_also_with_nan_values(store):
+    study = ToyStudy(ns=(10,), n_reps=2)
+    store.put(study, {"n": 10, "rep": 0}, {"mean": float("nan")})
+    store.put(study, {"n": 10, "rep": 1}, [{"mean": 1.0}, {"mean": float("inf")}])
+    store.register(study)
+    row = store.summary().query("study == '_toy'").iloc[0]
+    assert (row.units, row.records) == (2, 3)
+
+
 def test_summary_and_prune_of_stale_versions(store, monkeypatch, tmp_path):
     study = StagedToyStudy(n_reps=2)
     Sweeper(store, "serial", progress=False).run(study)

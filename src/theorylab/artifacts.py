@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -51,7 +50,7 @@ _KEY_OK = re.compile(r"[^A-Za-z0-9_.=-]+")
 
 def scope_hash(study, stage: str, depends_on: Iterable[str] | None) -> str:
     """The artifact's config key: the study's config hash, or a hash of only ``depends_on``."""
-    from theorylab.study import _stable_json, config_dict, config_hash
+    from theorylab.study import config_dict, config_hash, stable_hash
     if depends_on is None:
         return config_hash(study)
     cfg = config_dict(study)
@@ -60,16 +59,15 @@ def scope_hash(study, stage: str, depends_on: Iterable[str] | None) -> str:
     if unknown:
         raise ConfigError(f"'depends_on' of artifact stage {stage!r} names unknown field "
                           f"{unknown[0]!r} of {type(study).__name__}.")
-    payload = _stable_json({"name": study.name, "version": study.version, "stage": stage,
-                            "config": {f: cfg[f] for f in fields}})
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return stable_hash({"name": study.name, "version": study.version, "stage": stage,
+                        "config": {f: cfg[f] for f in fields}})
 
 
 def _file_stem(key: Any) -> str:
     """A readable, collision-free file name for a key (JSON-able: int, str, tuple, dict)."""
-    text = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
-    readable = _KEY_OK.sub("_", text).strip("_")[:60] or "key"
-    return f"{readable}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+    from theorylab.study import _stable_json, stable_hash
+    readable = _KEY_OK.sub("_", _stable_json(key)).strip("_")[:60] or "key"
+    return f"{readable}-{stable_hash(key, 10)}"
 
 
 def _format_of(obj: Any) -> str:

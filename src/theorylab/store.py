@@ -13,7 +13,6 @@ wall time) under ``<store dir>/manifests/``. :meth:`Store.summary` lists what a 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import platform
@@ -31,9 +30,9 @@ from theorylab.errors import StoreError
 from theorylab.study import (
     STUDIES,
     Study,
-    _stable_json,
     config_dict,
     config_hash,
+    config_hash_of,
     run_command,
     unit_key,
 )
@@ -298,25 +297,26 @@ class Store:
     def _config_is_current(self, experiment: str, chash: str, config_json: str) -> bool:
         """True if the study still exists and its current ``version`` hashes to ``chash``."""
         cls = STUDIES.get(experiment)
-        if cls is None:
-            return False
-        payload = _stable_json({"name": experiment, "version": cls.version,
-                                "config": json.loads(config_json)})
-        return hashlib.sha256(payload.encode()).hexdigest()[:16] == chash
+        return cls is not None and config_hash_of(experiment, cls.version,
+                                                  json.loads(config_json)) == chash
 
     def summary(self) -> pd.DataFrame:
         """One row per (study, config): units and records held, artifacts and their bytes, and
         whether the config belongs to the study's current ``version`` (``stale`` otherwise)."""
         rows = []
+        counts: dict[tuple[str, str], list[int]] = {}  # (units, records); rows may hold NaN,
+        for e, h, row_json in self._conn.execute(       # which SQLite's json functions refuse
+                "SELECT experiment, config_hash, row_json FROM units"):
+            c = counts.setdefault((e, h), [0, 0])
+            c[0] += 1
+            c[1] += len(json.loads(row_json)) if row_json.startswith("[") else 1
+        last_run = dict(((e, h), t) for e, h, t in self._conn.execute(
+            "SELECT experiment, config_hash, MAX(finished_at) FROM runs "
+            "GROUP BY experiment, config_hash"))
         for exp, chash, cfg in self._conn.execute(
                 "SELECT experiment, config_hash, config_json FROM configs ORDER BY experiment"):
-            n_units, n_rec = 0, 0
-            for (row_json,) in self._conn.execute(
-                    "SELECT row_json FROM units WHERE experiment=? AND config_hash=?", (exp, chash)):
-                n_units += 1
-                n_rec += len(json.loads(row_json)) if row_json.startswith("[") else 1
-            last = self._conn.execute("SELECT MAX(finished_at) FROM runs WHERE experiment=? AND "
-                                      "config_hash=?", (exp, chash)).fetchone()[0]
+            n_units, n_rec = counts.get((exp, chash), (0, 0))
+            last = last_run.get((exp, chash))
             rows.append({"study": exp, "config_hash": chash, "units": n_units, "records": n_rec,
                          "artifacts": 0, "artifact_bytes": 0, "last_run": last,
                          "stale": not self._config_is_current(exp, chash, cfg)})

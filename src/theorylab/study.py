@@ -57,15 +57,24 @@ def _stable_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def stable_hash(obj: Any, digits: int = 16) -> str:
+    """The first ``digits`` hex digits of the SHA-256 of ``obj``'s canonical JSON."""
+    return hashlib.sha256(_stable_json(obj).encode()).hexdigest()[:digits]
+
+
+def config_hash_of(name: str, version: int, config: dict[str, Any]) -> str:
+    """The config hash of a study ``name`` at ``version`` with ``config`` (plain JSON types):
+    what :func:`config_hash` computes, and what a stored config is checked against."""
+    return stable_hash({"name": name, "version": version, "config": config})
+
+
 def config_hash(study: Study) -> str:
     """Stable 16-hex-digit hash of (study name, row-schema version, config): the store's key.
 
     Bump a study's ``version`` whenever ``run_unit`` changes what it computes or returns, so
     rows of the old code are never mixed with the new (they stay in the store, unreferenced).
     """
-    payload = _stable_json({"name": study.name, "version": study.version,
-                            "config": config_dict(study)})
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return config_hash_of(study.name, study.version, config_dict(study))
 
 
 def unit_key(unit: dict) -> str:
