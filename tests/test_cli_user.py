@@ -76,6 +76,7 @@ def _studies_to_name():
     out = [cls() for cls in STUDIES.values()] + [cls().quick() for cls in STUDIES.values()]
     out += [case_study(e, c, quick=q) for e in ("sigmoid", "linear") for c in ("exact", "over")
             for q in (False, True)] + [tail_study(quick=q) for q in (False, True)]
+    out += [tail_study(True, "tanh"), case_study("sigmoid", "over", True, noise_sd=0.01)]
     return out + [figure_study(False), figure_study(True), ToyStudy(sleep=0.5, ns=(3,))]
 
 

@@ -107,7 +107,7 @@ def test_rate_verdict_criteria_two_sided_vs_upper_bound(monkeypatch, slope):
     rng = np.random.default_rng(0)
     ns = np.repeat(np.logspace(2, 5, 10), 40)
     table = pd.DataFrame({"n": ns, "d1": ns ** slope * np.exp(0.1 * rng.normal(size=ns.size))})
-    monkeypatch.setattr(moe_paper, "_table", lambda ctx, expert, case: table)
+    monkeypatch.setattr(moe_paper, "_table", lambda ctx, expert, case, noise_sd=None: table)
     exact = moe_paper._rate_verdict(None, "sigmoid", "exact", "d1", 0.5)
     over = moe_paper._rate_verdict(None, "sigmoid", "over", "d1", 0.5)
     assert exact.criterion.kind == "rate_band" and over.criterion.kind == "rate_bound"
@@ -126,14 +126,17 @@ def test_tightness_is_its_own_report_only_claim(monkeypatch, slope):
     rng = np.random.default_rng(1)
     ns = np.repeat(np.logspace(2, 5, 10), 40)
     table = pd.DataFrame({"n": ns, "d1": ns ** slope * np.exp(0.1 * rng.normal(size=ns.size))})
-    monkeypatch.setattr(moe_paper, "_table", lambda ctx, expert, case: table)
+    monkeypatch.setattr(moe_paper, "_table", lambda ctx, expert, case, noise_sd=None: table)
     tight = REGISTRY["moe.tight.d1.sigmoid.over"]
     bound = REGISTRY["moe.d1.sigmoid.over"]
     assert tight.must_hold is False and bound.must_hold is True
     t, b = tight.check(None), bound.check(None)
     assert t.criterion.kind == "rate_band" and t.measured == b.measured
     assert t.holds == b.details["tight"] == (slope == -0.5)
-    over_ids = {k for k in REGISTRY if k.startswith("moe.") and k.endswith(".over")
-                and not k.startswith(("moe.tail.", "moe.tight."))}
-    assert {k.replace("moe.", "moe.tight.", 1) for k in over_ids} == {
-        k for k in REGISTRY if k.startswith("moe.tight.")}
+    for prefix in moe_paper.REGIMES:  # each noise regime has its own tightness claims
+        root = f"moe.{prefix}." if prefix else "moe."
+        others = tuple(f"moe.{p}." for p in moe_paper.REGIMES if p and p != prefix)
+        over_ids = {k for k in REGISTRY if k.startswith(root) and k.endswith(".over")
+                    and not k.startswith(("moe.tail.", f"{root}tight.", *others))}
+        assert {k.replace(root, f"{root}tight.", 1) for k in over_ids} == {
+            k for k in REGISTRY if k.startswith(f"{root}tight.")}

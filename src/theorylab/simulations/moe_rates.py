@@ -34,7 +34,8 @@ from theorylab.seeding import rng_for, seed_for
 from theorylab.study import Study
 from theorylab.validation import check_choice
 
-__all__ = ["MoERateStudy", "CASES", "case_study", "true_params", "log_grid"]
+__all__ = ["MoERateStudy", "CASES", "TAIL_EXPERTS", "case_study", "tail_study", "true_params",
+           "log_grid"]
 
 
 def log_grid(lo: float, hi: float, num: int) -> tuple[int, ...]:
@@ -218,16 +219,25 @@ def true_params(study: MoERateStudy) -> moe.MoEParams:
 CASES = tuple((e, c) for e in ("sigmoid", "tanh", "linear") for c in ("exact", "over"))
 
 
-def tail_study(quick: bool = False) -> MoERateStudy:
-    """Over-fitted sigmoid experts on the tail grid, 20 replicates (``quick``: 3 of its sizes)."""
-    return case_study("sigmoid", "over").replace(ns=QUICK_TAIL_NS if quick else TAIL_NS, n_reps=20)
+#: Expert families of the tail study (the strongly identifiable ones).
+TAIL_EXPERTS = ("sigmoid", "tanh")
 
 
-def case_study(expert: str, case: str, quick: bool = False) -> MoERateStudy:
-    """The default study of one case (``quick`` → its CI form)."""
+def tail_study(quick: bool = False, expert: str = "sigmoid") -> MoERateStudy:
+    """Over-fitted ``expert`` experts on the tail grid, 20 replicates (``quick``: 3 of its sizes)."""
+    check_choice("tail_study", "expert", expert, TAIL_EXPERTS)
+    return case_study(expert, "over").replace(ns=QUICK_TAIL_NS if quick else TAIL_NS, n_reps=20)
+
+
+def case_study(expert: str, case: str, quick: bool = False,
+               noise_sd: float | None = None) -> MoERateStudy:
+    """The default study of one case (``quick`` → its CI form); ``noise_sd`` replaces the default
+    σ (the σ = 0.01 regime runs the same grid, sizes and replicates)."""
     check_choice("case_study", "case", case, ("exact", "over"))
     base = MoERateStudy(expert=expert)
     study = base.replace(k_fit=base.k_true + (case == "over"))
+    if noise_sd is not None:
+        study = study.replace(noise_sd=noise_sd)
     if not quick:
         return study
     if (expert, case) == ("sigmoid", "over"):
