@@ -69,8 +69,9 @@ class MoERateStudy(Study):
     gate); while σ/√n exceeds that, the LSE lands on them as often as near G*. At σ = 0.01 that
     is the whole 10²…10⁵ grid (62 % of the over-fitted sigmoid fits at n = 10⁴, 50 % at
     n = 10⁵ have D1 > 0.5). The default σ = 1e-5 puts the same grid in the asymptotic regime
-    (none with D1 > 0.5 from n = 464 on); ``noise_sd=0.01`` reproduces the pre-asymptotic
-    picture.
+    (none with D1 > 0.5 from n = 464 on); ``noise_sd=0.01`` (``case_study(..., noise_sd=0.01)``,
+    the claims ``moe.sigma1e-2.*``) is the pre-asymptotic regime on the same grid, and
+    :mod:`theorylab.simulations.moe_scaling` measures the σ²/n scaling itself.
     """
 
     name = "moe-rates"
