@@ -206,3 +206,52 @@ def test_mixed_model_recovers_planted_effects():
     assert 0.05 ** 2 / 6 < fit["var_prompt"] < 0.05 ** 2 * 4
     shuffled = d.assign(group=rng.permutation(d.group.to_numpy()))  # no effect planted
     assert mixed_model(shuffled, "group", "cards", "llm")["var_participant"] < 0.08 ** 2 / 4
+
+
+# ------------------------------------------------------------- summaries and simulation
+def test_p_and_t_round_trip_and_d_candidates():
+    from scipy import stats
+
+    from theorylab.empirical.creativity.summary import D_FROM_T, image, matches, p_from_t, t_from_p
+    assert t_from_p(p_from_t(2.154, 32), 32) == pytest.approx(2.154)
+    assert p_from_t(2.154, 32) == pytest.approx(2 * (1 - stats.t.cdf(2.154, 32)))
+    assert D_FROM_T["d_z = t/sqrt(n)"](2.154, 33) == pytest.approx(2.154 / math.sqrt(33))
+    lo, hi = image(lambda t: p_from_t(t, 32), (2.1535, 2.1545))
+    assert lo < p_from_t(2.154, 32) < hi  # p falls as t grows: the corners bound it
+    assert matches((0.4649, 0.4651), 0.47, 2) and not matches((0.3749, 0.3751), 0.47, 2)
+
+
+def test_fast_scores_and_jackknife_match_the_general_code():
+    from theorylab.empirical.creativity.metrics import jackknife_group_test
+    from theorylab.empirical.creativity.simulate import (
+        SimParams,
+        fast_scores,
+        group_jackknife,
+        simulate_embeddings,
+        to_ideas,
+    )
+    p = SimParams(group=(0.28, 0.24), individual=0.655, rho=0.15, dim=32, psi=0.1)
+    X = simulate_embeddings(p, 6, np.random.default_rng(0))
+    assert np.allclose(np.linalg.norm(X, axis=-1), 1)
+    df, E = to_ideas(X)
+    ps = participant_scores(df, E).set_index(["participant", "condition"])
+    g, h = fast_scores(X)
+    order = [f"P{i}" for i in range(6)]
+    for j, c in enumerate(("ctrl", "llm")):
+        np.testing.assert_allclose(ps.group.xs(c, level=1).loc[order], g[:, j])
+        np.testing.assert_allclose(ps.individual.xs(c, level=1).loc[order], h[:, j])
+    se, t, pv = group_jackknife(X)
+    slow = jackknife_group_test(df, E, "ctrl", "llm")
+    assert (se, t, pv) == pytest.approx((slow["se"], slow["t"], slow["p"]))
+
+
+def test_calibration_hits_its_targets_without_heterogeneity():
+    from theorylab.empirical.creativity.simulate import calibrate, mean_scores
+    p = calibrate((0.28, 0.24), 0.655, rho=0.15, dim=512)
+    m = mean_scores(p, 200, [1, 2])
+    assert m["group_ctrl"] == pytest.approx(0.28, abs=0.004)
+    assert m["group_llm"] == pytest.approx(0.24, abs=0.004)
+    assert m["individual_ctrl"] == pytest.approx(0.655, abs=0.004)
+    assert m["individual_llm"] == pytest.approx(0.655, abs=0.004)
+    with pytest.raises(ConfigError, match="infeasible"):
+        calibrate((0.9, 0.24), 0.655, rho=0.15)

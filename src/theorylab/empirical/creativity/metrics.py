@@ -22,6 +22,14 @@ The paired test per metric is ``scipy.stats.ttest_rel`` over participants, with
 (:math:`D` the per-participant difference, :math:`s_1, s_2` the SDs of the two conditions).
 :func:`mixed_model` fits idea-level scores with statsmodels' MixedLM: a fixed condition effect
 and crossed random intercepts of participant and prompt.
+
+A participant's group-level score depends on the *other* participants' ideas, so the scores of
+one condition share a component and are not independent: the paired t-test's SE misses it.
+:func:`jackknife_group_test` instead recomputes the mean difference
+:math:`\hat\theta = \operatorname{mean}_i (G_{i,b} - G_{i,a})` with each participant
+:math:`k` removed from the study altogether (:math:`\hat\theta_{(-k)}`) and uses the jackknife
+SE :math:`\sqrt{\tfrac{n-1}{n} \sum_k (\hat\theta_{(-k)} - \bar\theta_{(\cdot)})^2}` with
+:math:`t = \hat\theta / \mathrm{SE}` on :math:`n - 1` degrees of freedom.
 """
 
 from __future__ import annotations
@@ -36,7 +44,8 @@ from theorylab.errors import InputError
 from theorylab.validation import check_choice, check_real
 
 __all__ = ["SCOPES", "METRICS", "idea_scores", "participant_scores", "PairedTest",
-           "paired_test", "paired_tests", "mixed_model", "cluster_labels"]
+           "paired_test", "paired_tests", "mixed_model", "cluster_labels", "jackknife_t",
+           "jackknife_group_test"]
 
 SCOPES = ("condition", "prompt")
 METRICS = ("group", "individual", "fluency", "flexibility", "elaboration")
@@ -179,3 +188,37 @@ def mixed_model(scored: pd.DataFrame, metric: str, a: str, b: str) -> dict:
             "ci_lo": float(lo), "ci_hi": float(hi), "p": float(fit.pvalues["treat"]),
             "var_participant": vc["participant"], "var_prompt": vc["prompt"],
             "var_residual": float(fit.scale), "n_ideas": int(len(d))}
+
+
+def jackknife_t(theta: float, leave_out: np.ndarray) -> tuple[float, float, float]:
+    """(SE, t, two-sided p on n − 1 df) of ``theta`` from its leave-one-out values."""
+    from scipy import stats
+    leave_out = np.asarray(leave_out, float)
+    n = leave_out.size
+    se = math.sqrt((n - 1) / n * float(((leave_out - leave_out.mean()) ** 2).sum()))
+    t = theta / se if se > 0 else math.nan
+    return se, t, float(2 * stats.t.sf(abs(t), n - 1)) if se > 0 else math.nan
+
+
+def jackknife_group_test(ideas: pd.DataFrame, X: np.ndarray, a: str, b: str) -> dict:
+    """Jackknife test of the mean group-level difference (b − a) over the participants seen in
+    both conditions, each leave-one-out value recomputed from :func:`idea_scores` on the study
+    without that participant (the other participants' scores change too)."""
+    X = _check(ideas, X)
+    ideas = ideas.reset_index(drop=True)
+
+    def theta(mask: np.ndarray) -> float:
+        s = idea_scores(ideas[mask], X[mask])
+        wide = s.groupby(["participant", "condition"]).group.mean().unstack()
+        return float((wide[b] - wide[a]).dropna().mean())
+
+    both = ideas.groupby("participant").condition.nunique()
+    people = [p for p in both.index if both[p] == 2]
+    if len(people) < 3:
+        raise InputError(f"the jackknife needs >= 3 participants in both conditions. Got {len(people)}.")
+    part = ideas.participant.to_numpy()
+    full = theta(np.ones(len(ideas), bool))
+    loo = np.array([theta(part != p) for p in people])
+    se, t, p = jackknife_t(full, loo)
+    return {"metric": "group", "n": len(people), "mean_diff": full, "se": se, "t": t,
+            "df": len(people) - 1, "p": p}
