@@ -183,6 +183,7 @@ class CstAnalysisStudy(Study):
         from theorylab.empirical.creativity.embed import embed
         from theorylab.empirical.creativity.metrics import (
             idea_scores,
+            jackknife_group_test,
             mixed_model,
             paired_tests,
             participant_scores,
@@ -202,11 +203,20 @@ class CstAnalysisStudy(Study):
         if self.design == "within":
             tests = paired_tests(scores, a, b)
             out += [{"record": "test", **common, **r} for r in tests.to_dict("records")]
+        if self.design == "within":
+            jk = jackknife_group_test(ideas, emb.X, a, b)
+            out.append({"record": "jackknife", **common, **jk})
         if self.mixed:
             scored = idea_scores(ideas, emb.X, self.scope)
             for metric in ("group", "individual"):
                 out.append({"record": "mixed", **common, **mixed_model(scored, metric, a, b)})
         return out
+
+    def report(self, table: pd.DataFrame, outdir: Path) -> list[Path]:
+        """:func:`write_report` of the current file's unit (the store keeps earlier versions)."""
+        current = self.units()[0]["data_sha256"]
+        return write_report(table[table.data_sha256 == current].reset_index(drop=True),
+                            Path(outdir))
 
 
 def _markdown(df: pd.DataFrame) -> str:
@@ -241,6 +251,13 @@ def write_report(table: pd.DataFrame, outdir: Path) -> list[Path]:
         cols = ["metric", "n", "mean_a", "mean_b", "mean_diff", "t", "df", "p", "d_z", "d_av"]
         lines += [f"## Paired t-tests ({b} minus {a})", "",
                   _markdown(tests[cols]), ""]
+    if "jackknife" in kinds:
+        jk = records(table, "jackknife")
+        paths.append(outdir / "jackknife.csv")
+        jk.to_csv(paths[-1], index=False)
+        lines += ["## Jackknife test of the group-level difference (participants removed one "
+                  "at a time, the others' scores recomputed)", "",
+                  _markdown(jk[["metric", "n", "mean_diff", "se", "t", "df", "p"]]), ""]
     if "mixed" in kinds:
         mixed = records(table, "mixed")
         paths.append(outdir / "mixed.csv")
