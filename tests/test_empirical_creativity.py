@@ -5,6 +5,7 @@ model."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -255,3 +256,35 @@ def test_calibration_hits_its_targets_without_heterogeneity():
     assert m["individual_llm"] == pytest.approx(0.655, abs=0.004)
     with pytest.raises(ConfigError, match="infeasible"):
         calibrate((0.9, 0.24), 0.655, rho=0.15)
+
+
+# ------------------------------------------------------------------ mechanism (real LMs)
+needs_fortunes = pytest.mark.skipif(
+    not (Path("/usr/share/games/fortunes") / "fortunes").is_file(),
+    reason="the fortunes corpus needs the Debian package fortunes-min")
+
+
+def test_vocab_windows_and_slices_without_the_corpus():
+    import torch
+
+    from theorylab.empirical.creativity.mechanism import Vocab, slices, windows
+    v = Vocab([["a", "cat", "."], ["the", "cat"]])
+    ids = v.stream([["the", "cat"]])
+    assert ids.tolist() == [0, v.index["the"], v.index["cat"]] and v.decode(ids) == "the cat"
+    w = windows(torch.arange(10), 4, 3)
+    assert w.tolist() == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
+    parts = slices(10, 3, np.random.default_rng(0))
+    assert all(len(p) == 3 for p in parts) and len(set(np.concatenate(parts))) == 9
+
+
+@pytest.mark.slow  # trains 4 small LMs twice (~10 s idle, minutes on a loaded machine)
+@needs_fortunes
+def test_mechanism_unit_is_seeded_and_scores_are_valid():
+    from theorylab.empirical.creativity.study import CstMechanismStudy
+    s = CstMechanismStudy(n_participants=3, n_ideas=3, idea_len=5, d_model=8, epochs=1, n_reps=2)
+    a, b = s.run_unit({"rep": 0}), s.run_unit({"rep": 0})
+    assert a == b  # bit-reproducible on CPU
+    for k in ("group_own", "group_shared", "individual_own", "individual_shared"):
+        assert 0 <= a[k] <= 2
+    assert a["group_diff"] == pytest.approx(a["group_shared"] - a["group_own"])
+    assert a["example_idea"].split()[0] == "you"

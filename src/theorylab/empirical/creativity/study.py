@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
 import pandas as pd
 
 from theorylab.constraints import SEED, Bool, Choice, Int, Real, Str, Tuple
@@ -33,7 +34,7 @@ from theorylab.study import Study, memory_context
 if TYPE_CHECKING:
     from theorylab.artifacts import UnitContext
 
-__all__ = ["CstSimStudy", "CstAnalysisStudy", "CALIBRATION_FIELDS", "paper_d_z", "write_report"]
+__all__ = ["CstSimStudy", "CstAnalysisStudy", "CstMechanismStudy", "CALIBRATION_FIELDS", "paper_d_z", "write_report"]
 
 SETTINGS = ("planted", "null")
 CALIBRATION_FIELDS = ("group", "individual", "d_z", "rho", "n_prompts", "n_ideas", "dim", "n_cal",
@@ -282,3 +283,111 @@ def write_report(table: pd.DataFrame, outdir: Path) -> list[Path]:
     paths.append(outdir / "report.md")
     paths[-1].write_text("\n".join(lines))
     return paths
+
+
+# --------------------------------------------------------------------- mechanism with LMs
+@dataclass(frozen=True)
+class CstMechanismStudy(Study):
+    """Shared model vs own sources (:mod:`.mechanism`): one unit per replicate (own slices,
+    models, samples); records one row per replicate with both conditions' mean scores."""
+
+    name: ClassVar[str] = "cst-mechanism"
+    version: ClassVar[int] = 1
+
+    n_participants: int = 5
+    prompts: tuple[str, ...] = ("you", "the", "a")
+    n_ideas: int = 6                   # ideas per participant and prompt
+    idea_len: int = 12                 # sampled words after the prompt word
+    temperature: float = 1.0
+    d_model: int = 32
+    n_layers: int = 1
+    window: int = 17                   # training windows (tokens)
+    epochs: int = 8
+    lr: float = 3e-3
+    embedder: str = "lsa"
+    n_reps: int = 6
+    seed: int = 0
+
+    constraints: ClassVar = {
+        "n_participants": Int(3, 100),
+        "prompts": Tuple(Str(), max_len=20),
+        "n_ideas": Int(2, 100), "idea_len": Int(1, 100),
+        "temperature": Real(0, 10, lo_open=True),
+        "d_model": Int(8, 512), "n_layers": Int(1, 8), "window": Int(4, 256),
+        "epochs": Int(1, 1000), "lr": Real(0, 1, lo_open=True),
+        "embedder": Choice(("auto", "minilm", "lsa")),
+        "n_reps": Int(2, 1000), "seed": SEED,
+    }
+
+    def quick(self) -> CstMechanismStudy:
+        """CI form: fewer participants, epochs and replicates (the CI's precision decides)."""
+        return self.replace(n_participants=4, epochs=4, n_reps=6)
+
+    def units(self) -> list[dict]:
+        return [{"rep": r} for r in range(self.n_reps)]
+
+    def _model(self, vocab, quotes, idx, rep: int, source: int):
+        from theorylab.empirical.creativity import mechanism as mech
+        from theorylab.empirical.lm import TinyLM
+        from theorylab.empirical.train import TrainConfig, train
+        from theorylab.seeding import torch_seed
+        torch = __import__("torch")
+        torch.manual_seed(torch_seed(self.seed, "mech-init", rep, source))
+        model = TinyLM(len(vocab), d_model=self.d_model, n_layers=self.n_layers, n_heads=4,
+                       max_len=self.window + self.idea_len + 2)
+        data = mech.windows(vocab.stream([quotes[i] for i in idx]), self.window, 4)
+        cfg = TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=32, device="cpu",
+                          seed=torch_seed(self.seed, "mech-train", rep, source))
+        res = train(model, mech.lm_loss, list(data), cfg,
+                    collate=lambda rows: torch.stack(rows))
+        return {"state": model.state_dict(), "loss": float(res.train_loss[-1])}
+
+    def run_unit(self, unit: dict, ctx: UnitContext | None = None) -> list[dict]:
+        from theorylab.empirical.creativity import mechanism as mech
+        from theorylab.empirical.creativity.embed import embed
+        from theorylab.empirical.creativity.metrics import participant_scores
+        from theorylab.empirical.lm import TinyLM
+        from theorylab.seeding import torch_generator
+        ctx = memory_context(self, ctx)
+        rep = int(unit["rep"])
+        quotes = mech.load_quotes()
+        vocab = mech.Vocab(quotes)
+        missing = [p for p in self.prompts if p not in vocab.index]
+        if missing:
+            raise ConfigError(f"'prompts' of CstMechanismStudy must be words of the corpus. "
+                              f"Got {missing[0]!r}.")
+        parts = mech.slices(len(quotes), self.n_participants + 1,
+                            rng_for(self.seed, "mech-slices", rep))
+        fields = ("n_participants", "d_model", "n_layers", "window", "epochs", "lr", "idea_len",
+                  "seed")
+        models, losses = [], []
+        for s in range(self.n_participants + 1):  # slice n_participants: the shared model's
+            art = ctx.artifact("lm", f"{rep}-{s}",
+                               lambda s=s: self._model(vocab, quotes, parts[s], rep, s),
+                               depends_on=fields)
+            m = TinyLM(len(vocab), d_model=self.d_model, n_layers=self.n_layers, n_heads=4,
+                       max_len=self.window + self.idea_len + 2)
+            m.load_state_dict(art["state"])
+            models.append(m.eval())
+            losses.append(art["loss"])
+        gen = torch_generator(self.seed, "mech-sample", rep)
+        rows = []
+        for i in range(self.n_participants):
+            for cond, model in (("own", models[i]), ("shared", models[-1])):
+                for k in self.prompts:
+                    for idea in mech.sample_ideas(model, vocab, k, self.n_ideas, self.idea_len,
+                                                  gen, self.temperature):
+                        rows.append((f"P{i}", cond, k, idea))
+        ideas = pd.DataFrame(rows, columns=["participant", "condition", "prompt", "idea"])
+        emb = embed(list(ideas.idea), self.embedder)
+        s = participant_scores(ideas, emb.X).pivot(index="participant", columns="condition",
+                                                   values=["group", "individual"])
+        diff = s.xs("shared", axis=1, level=1) - s.xs("own", axis=1, level=1)
+        return {"embedder": emb.embedder, "group_own": float(s["group"]["own"].mean()),
+                "group_shared": float(s["group"]["shared"].mean()),
+                "group_diff": float(diff.group.mean()),
+                "individual_own": float(s["individual"]["own"].mean()),
+                "individual_shared": float(s["individual"]["shared"].mean()),
+                "individual_diff": float(diff.individual.mean()),
+                "train_loss_mean": float(np.mean(losses)),
+                "example_idea": ideas.idea.iloc[0]}
