@@ -287,20 +287,20 @@ def power_figure(ctx: Context):
     with style():
         fig, ax = plt.subplots(figsize=(6.4, 4.6))
         for test, color, label in (("group_jk_p", "C0", "jackknife test"),
-                                   ("group_p", "C1", "paired t-test (as in the paper)")):
+                                   ("group_p", "C1", "paired t-test (the paper's)")):
             rows = []
             for n, g in reps.groupby("n"):
                 hits = (g[test] < study.alpha) & (g.group_diff < 0)
                 rows.append((n, hits.mean(), *wilson_ci(float(hits.sum()), float(len(g)), CONF)))
             r = np.array(rows)
             ax.errorbar(r[:, 0], r[:, 1], yerr=[r[:, 1] - r[:, 2], r[:, 3] - r[:, 1]], fmt="o-",
-                        color=color, capsize=3, label=f"{label} (95 % Wilson CI)")
+                        color=color, capsize=3, label=label)
         grid = np.linspace(10, reps.n.max(), 200)
         ax.plot(grid, _analytic_power(study.d_z, grid, study.alpha), ":", color="C3",
-                label=f"noncentral t at the paper's d_z = {abs(study.d_z):.3f}")
+                label=f"noncentral t, paper's d_z = {abs(study.d_z):.3f}")
         ax.axhline(POWER, ls=":", color="k", lw=1, label="80 % power")
         ax.axvline(33, ls="--", color="0.5", lw=1, label="the paper's n = 33")
         ax.set(xlabel="participants n (within-subject)",
-               ylabel="share of studies with p < .05", ylim=(0, 1.02))
+               ylabel="share of studies with p < .05\n(bars: 95 % Wilson CI)", ylim=(0, 1.02))
         legend_below(fig, ncol=2)
         return savefig(fig, ctx.figdir / "cst-power")
