@@ -293,7 +293,8 @@ def power_figure(ctx: Context):
                 hits = (g[test] < study.alpha) & (g.group_diff < 0)
                 rows.append((n, hits.mean(), *wilson_ci(float(hits.sum()), float(len(g)), CONF)))
             r = np.array(rows)
-            ax.errorbar(r[:, 0], r[:, 1], yerr=[r[:, 1] - r[:, 2], r[:, 3] - r[:, 1]], fmt="o-",
+            yerr = np.clip([r[:, 1] - r[:, 2], r[:, 3] - r[:, 1]], 0, None)  # float rounding
+            ax.errorbar(r[:, 0], r[:, 1], yerr=yerr, fmt="o-",
                         color=color, capsize=3, label=label)
         grid = np.linspace(10, reps.n.max(), 200)
         ax.plot(grid, _analytic_power(study.d_z, grid, study.alpha), ":", color="C3",
