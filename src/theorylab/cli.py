@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "applied after --quick")
     p.add_argument("--device", default=None,
                    help="torch device of an empirical study (auto, cpu, cuda): --set device=...")
+    p.add_argument("--data", type=Path, default=None,
+                   help="the user's data file of a study that analyses one (e.g. cst-analysis): "
+                        "--set data=...")
+    p.add_argument("--outdir", type=Path, default=None,
+                   help="report folder of a study that writes one (default: beside the store)")
     _add_run_options(p)
 
     p = sub.add_parser("plot", help="rebuild a figure from the store alone (no recomputation)")
@@ -212,12 +217,16 @@ def _study(args):
     overrides = _parse_set(args.set)
     if args.device is not None:
         overrides["device"] = args.device  # an unknown field for non-torch studies: one clear error
+    if args.data is not None:
+        overrides["data"] = str(args.data.resolve())  # likewise for studies without a data file
     return study.replace(**overrides) if overrides else study
 
 
 def _cmd_run(args) -> int:
     from theorylab.study import config_hash
     study = _study(args)
+    if args.outdir is not None:
+        _check_output(args.outdir, "--outdir", folder=True)
     ctx = _context(args)
     try:
         table = ctx.run(study)
@@ -225,6 +234,10 @@ def _cmd_run(args) -> int:
         ctx.sweeper.close()
         ctx.store.close()
     print(f"{study.name} (config {config_hash(study)}): {len(table)} units in {ctx.store.path}")
+    if hasattr(study, "report"):  # a study of the user's data writes a report (table + figure)
+        outdir = args.outdir or ctx.store.path.parent / "reports" / f"{study.name}-{config_hash(study)}"
+        for path in study.report(table, outdir):
+            print(path)
     return 0
 
 
