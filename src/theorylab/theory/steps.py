@@ -23,6 +23,7 @@ A derivation holds only when every chain is complete and every step is ``proven`
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -191,6 +192,15 @@ def chain_complete(chain: Chain, subs: dict | None = None) -> tuple[bool, str]:
     return True, ""
 
 
+@functools.lru_cache(maxsize=1024)
+def _prove_step(lhs: sp.Expr, rel: str, rhs: sp.Expr, subs: tuple) -> bool:
+    """sympy's verdict on one step (cached: derivations share steps, e.g. the key lemma's)."""
+    if rel == "==":
+        return prove_zero(lhs - rhs, dict(subs))
+    d = rhs - lhs if rel in {"<=", "<"} else lhs - rhs
+    return prove_nonneg(d, dict(subs), strict=rel in {"<", ">"})
+
+
 @dataclass(frozen=True)
 class StepDerivation:
     """A claim proved by chains of steps over a stated domain.
@@ -238,10 +248,7 @@ class StepDerivation:
         return worst
 
     def _symbolic(self, st: Step) -> bool:
-        if st.rel == "==":
-            return prove_zero(st.lhs - st.rhs, self.subs)
-        d = st.rhs - st.lhs if st.rel in {"<=", "<"} else st.lhs - st.rhs
-        return prove_nonneg(d, self.subs, strict=st.rel in {"<", ">"})
+        return _prove_step(st.lhs, st.rel, st.rhs, tuple(sorted(self.subs.items(), key=str)))
 
     def verify(self, seed: int = 0) -> DerivationResult:
         rng = random.Random(seed)
