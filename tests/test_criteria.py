@@ -14,6 +14,7 @@ from theorylab.criteria import (
     AllOf,
     CIAbove,
     CIBelow,
+    CIContains,
     Equality,
     Measured,
     RateBand,
@@ -116,6 +117,19 @@ def test_ci_below_mirrors_ci_above(lo, width, v, hw):
     assert (above == "holds") == (lo > v)
 
 
+@pytest.mark.parametrize("ci, status", [
+    ((-0.05, 0.05), "holds"),          # contains 0, precise
+    ((0.0, 0.2), "holds"),             # an end on the value counts as inside
+    ((-0.5, 0.5), "inconclusive"),     # contains 0, too wide to tell
+    ((0.01, 0.05), "fails"),           # precise, excludes 0
+    ((0.01, 5.0), "fails"),            # wide, but excludes 0: width does not help it
+    ((-3.0, -1.0), "fails"),
+])
+def test_ci_contains_is_two_sided(ci, status):
+    assert CIContains(0.0, max_half_width=0.1).decide(None, ci) == status
+    assert CIContains(0.0, max_half_width=0.1).decide(None, None) == "inconclusive"
+
+
 # ----------------------------------------------------------------------------- equality, all-of
 
 def test_equality_exact_tolerances_and_precision():
@@ -175,6 +189,7 @@ def criteria(draw, depth=1):
                RateBand((v, v + draw(st.floats(0, 1))), hw),
                RateBound((v, v + draw(st.floats(0, 1))), hw),
                CIAbove(v, hw, draw(st.booleans())), CIBelow(v, hw, draw(st.booleans())),
+               CIContains(v, hw),
                Equality(v, abs_tol=draw(st.floats(0, 1))), Equality(v, rel_tol=0.1, max_half_width=hw)]
     if depth:
         options.append(AllOf({"a": draw(criteria(depth=0)), "b": draw(criteria(depth=0))}))

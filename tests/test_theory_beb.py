@@ -8,6 +8,7 @@ import sympy as sp
 
 from theorylab.errors import ConfigError
 from theorylab.theory import beb as T
+from theorylab.theory.steps import Chain, Step, StepDerivation
 
 
 @pytest.mark.parametrize("name", list(T.DERIVATIONS))
@@ -15,36 +16,42 @@ def test_derivation_verifies(name):
     chk = T.DERIVATIONS[name]().verify(seed=1)
     assert chk.holds, chk
     assert chk.max_abs_residual < 1e-20
-    # the identities are proved symbolically, not only spot-checked
-    assert sum(v == "symbolic" for v in chk.proved_by.values()) >= len(chk.proved_by) - 1
+    assert chk.details["chain_complete"]
+    # every step is proven by sympy or a premise that carries its citation; none is numeric-only
+    assert set(chk.proved_by.values()) <= {"proven", "premise"}
+    assert set(chk.details["premises"]) == {k for k, v in chk.proved_by.items() if v == "premise"}
+    assert all(len(c) > 20 for c in chk.details["premises"].values())
 
 
 def test_verify_all_and_centre_limit():
     checks = T.verify()
     assert [c.name.split("(")[0] for c in checks] == list(T.DERIVATIONS)
     assert all(c.holds for c in checks)
-    assert checks[-1].proved_by["centre/log(1/a) -> 1"] == "symbolic"
+    assert checks[-1].proved_by["centre/log(1/a) -> 1"] == "proven"
+    assert checks[-1].details["counts"]["proven"] == sum(
+        v == "proven" for v in checks[-1].proved_by.values())
 
 
 @pytest.mark.parametrize("factor", [1, sp.Rational(1, 2)], ids=["lemma-without-2", "half"])
 def test_wrong_lemma_constant_is_caught(factor):
-    """A lemma with a too-small constant (1 or 1/2 instead of 2) must fail the numeric check."""
-    d = T.key_lemma()
-    w = T._post_w()
-    b_p = (T.al * T.pm * T.Bm + T.ab * T.pp * T.Bp) / (T.al * T.pm + T.ab * T.pp)
-    bad = T.Step("bound", factor * T.ab / T.al * T.pp / T.pm - sp.Abs(b_p - T.Bm), "ge")
-    broken = T.Derivation("broken", "", (bad,), lambda r: T._pt(r, {
-        T.pm: 1.0, T.pp: 1.0, T.Bm: -1.0, T.Bp: 1.0, T.al: 0.9, T.ab: 0.1}), d.domain)
-    assert w is not None
+    """The key lemma's last step with a too-small constant (1 or 1/2 instead of 2) fails."""
+    good = T.key_lemma()
+    steps = list(good.chains[1].steps)
+    last = steps[-1]
+    steps[-1] = Step(last.name, last.lhs, "<=", factor * T.ab / T.al * T.pp / T.pm)
+    broken = StepDerivation("broken", "", (Chain(steps[0].lhs, "<=", steps[-1].rhs, tuple(steps)),),
+                            lambda r: T._pt(r, {T.pm: 1.0, T.pp: 1.0, T.Bm: -1.0, T.Bp: 1.0,
+                                                T.al: 0.9, T.ab: 0.1}), good.domain, good.subs)
     chk = broken.verify()
-    assert not chk.holds and chk.proved_by["bound"] == "FAILED"
+    assert not chk.holds and chk.proved_by[last.name] == "FAILED"
 
 
-def test_wrong_identity_is_not_symbolic():
-    bad = T.Step("wrong T1", 2 * T.ab / T.al * sp.exp(-T.beta * (T.C - sp.log(2)) / T.beta)
-                 - T.ab * T.eps / 2)
-    chk = T.Derivation("x", "", (bad,), lambda r: T._pt(r), "").verify()
-    assert not chk.holds
+def test_wrong_identity_fails():
+    """T1's identity at a length log 2/beta too short is refuted by the spot checks."""
+    bad = Step("wrong T1", 2 * T.ab / T.al * sp.exp(-(T.C - sp.log(2))), "==", T.ab * T.eps / 2)
+    d = StepDerivation("x", "", (Chain(bad.lhs, "==", bad.rhs, (bad,)),), T._pt, "", T.SUBS)
+    chk = d.verify()
+    assert not chk.holds and chk.proved_by["wrong T1"] == "FAILED"
 
 
 def test_numeric_forms_match_sympy():

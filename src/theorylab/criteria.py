@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 from theorylab.errors import ConfigError
 
 __all__ = ["STATUSES", "Measured", "Criterion", "RateBand", "RateBound", "Threshold", "CIAbove",
-           "CIBelow", "Equality", "AllOf", "half_width", "from_description"]
+           "CIBelow", "CIContains", "Equality", "AllOf", "half_width", "from_description"]
 
 STATUSES = ("holds", "fails", "inconclusive")
 
@@ -239,6 +239,26 @@ class CIBelow(_CISide):
 
 
 @dataclass(frozen=True)
+class CIContains(_CISide):
+    """Two-sided comparison: the CI contains ``value`` and is at most ``max_half_width`` wide
+    (holds); a CI that excludes ``value`` fails; one that contains it but is wider is
+    inconclusive (``inclusive`` is unused: the ends count as inside)."""
+
+    kind = "ci_contains"
+
+    def decide(self, measured, ci=None) -> str:
+        ci = _need_ci(self.kind, ci)
+        if ci is None:
+            return "inconclusive"
+        if not ci[0] <= self.value <= ci[1]:
+            return "fails"
+        return "holds" if half_width(ci) <= self.max_half_width else "inconclusive"
+
+    def render(self) -> str:
+        return f"CI contains {_g(self.value)}, half-width <= {_g(self.max_half_width)}"
+
+
+@dataclass(frozen=True)
 class Equality(Criterion):
     r"""``measured == value`` exactly (any type), or within ``abs_tol`` (:math:`|m - v| \le`
     abs_tol) or ``rel_tol`` (:math:`|m - v| \le` rel_tol · |v|). With ``max_half_width``, a
@@ -335,8 +355,8 @@ def from_description(d: Mapping[str, Any]) -> Criterion:
         return cls(tuple(d["band"]), d["max_half_width"])
     if kind == "threshold":
         return Threshold(d["op"], d["value"])
-    if kind in ("ci_above", "ci_below"):
-        cls = CIAbove if kind == "ci_above" else CIBelow
+    if kind in ("ci_above", "ci_below", "ci_contains"):
+        cls = {"ci_above": CIAbove, "ci_below": CIBelow, "ci_contains": CIContains}[kind]
         return cls(d["value"], d["max_half_width"], d["inclusive"])
     if kind == "equality":
         return Equality(d["value"], d["abs_tol"], d["rel_tol"], d["max_half_width"])

@@ -54,7 +54,8 @@ class NeuralBEBStudy(Study):
     """Neural LM vs its exact generating mixture (one unit = one seed: corpus, training, measures)."""
 
     name: ClassVar[str] = "beb-neural"
-    version: ClassVar[int] = 2  # 2: training seeded with the full 63-bit torch_seed (was % 2**31)
+    version: ClassVar[int] = 3  # 2: training seeded with the full 63-bit torch_seed (was % 2**31)
+    #                             3: per-prompt spreads (bootstrap / standard errors) for the CIs
     n_reps: int = 3
     log_inv_alpha: float = 2.0     # alpha = e^-2 ~ 0.14: enough P- text to learn it from
     rho: float = 0.5               # P+ puts mass rho on bad sentences (lower beta: longer curve)
@@ -194,6 +195,11 @@ class NeuralBEBStudy(Study):
                    sigma2_hat=sigma2_hat, beta_stat=beta_stationary(model),
                    beta_exact_on_prompts=float(np.mean(exact.kl_minus_plus)),
                    sigma2_exact_on_prompts=float(np.var(exact_lr)) / self.n_prompt)
+        row.update(_spreads(
+            kl=(p_m * (lp_m - lp_full)).sum(-1).numpy(), aligned=(counts / self.n_continuations).numpy(),
+            gap=(p_aligned.numpy() - exact.b_p).mean(1),
+            beta_diff=lr_c.numpy().mean(1) - exact.kl_minus_plus.mean(1),
+            rng=rng_for(self.seed, "neural-boot", rep), n_last=self.n_prompt))
         for n in range(self.n_prompt + 1):
             row[f"kl_neural_{n}"] = float(kl_neural[n])
             row[f"kl_exact_{n}"] = float(np.mean(exact.kl_minus_full[:, n]))
@@ -201,3 +207,31 @@ class NeuralBEBStudy(Study):
             row[f"aligned_prob_neural_{n}"] = float(p_aligned[:, n].mean())
             row[f"aligned_exact_{n}"] = float(np.mean(exact.b_p[:, n]))
         return row
+
+
+N_BOOT = 2000  # bootstrap resamples of the prompts
+
+
+def _spreads(kl, aligned, gap, beta_diff, rng, n_last) -> dict:
+    r"""Per-replicate estimates and standard errors over the prompts (the claims' CIs).
+
+    ``kl``, ``aligned``: (N, n_prompt + 1) per prompt; the ratios after ``n_last`` / after 1
+    sentence are ratios of means, their SE from ``N_BOOT`` bootstrap resamples of the prompts.
+    ``gap``: per prompt, the mean over lengths of the neural minus the exact aligned
+    probability; ``beta_diff``: per prompt, the paper's sampled log-ratio minus the exact
+    :math:`KL(P_-\|P_+)` (mean over positions); both with the plain SE of a mean.
+    """
+    n = kl.shape[0]
+    idx = rng.integers(0, n, size=(N_BOOT, n))
+    out = {}
+    for name, v in (("kl", kl), ("aligned", aligned)):
+        m = v[idx].mean(1)                                    # (N_BOOT, n_prompt + 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            boot = m[:, n_last] / m[:, 1]
+        out[f"{name}_ratio_{n_last}_1"] = float(v[:, n_last].mean() / v[:, 1].mean())
+        out[f"{name}_ratio_{n_last}_1_se"] = float(np.std(boot[np.isfinite(boot)], ddof=1))
+    for name, v in (("gap", gap), ("beta_diff", beta_diff)):
+        v = v[np.isfinite(v)]
+        out[name] = float(v.mean())
+        out[f"{name}_se"] = float(v.std(ddof=1) / np.sqrt(v.size))
+    return out

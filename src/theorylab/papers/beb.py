@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from theorylab.claims import Context, Verdict, claim
-from theorylab.criteria import AllOf, Equality, Threshold
+from theorylab.criteria import AllOf, CIAbove, CIBelow, CIContains, Equality, Measured, Threshold
 from theorylab.plotting import figure, legend_below, legend_beside, log_ticks, savefig, style
 
 PAPER = "BEB"
@@ -23,6 +23,7 @@ STUDIES = {"beb-bounds": _SIM, "beb-misalignment": _SIM, "beb-lengths": _SIM,  #
            "beb-beta-bias": _SIM, "beb-rlhf": _SIM, "beb-neural": "theorylab.empirical.beb_neural"}
 SLOPE_REL_TOL = 0.10  # centre-vs-log(1/alpha) slope within 10 % of 1/beta (finite-n, finite-alpha)
 NUM_TOL = 1e-12       # float64 round-off allowed in "violation <= 0" (values are O(1) logs)
+Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 
 # the paper's Llama-2-13B-chat numbers (agreeableness, no system prompt), for the figures/book;
 # entry i is after i + 1 prompt sentences (1..10: the paper's curves start at 1 sentence)
@@ -40,16 +41,15 @@ def _curve(table, prefix):
 
 
 @claim("beb.theory.derivations", paper=PAPER, kind="theory",
-       statement="key lemma, T1-T5 and Eq. 7 follow step by step (sympy + mpmath spot checks)")
+       statement="key lemma, T1-T5 and Eq. 7 follow step by step: every step proven by sympy or a "
+                 "cited premise, the steps chain to the claim, mpmath spot checks as a second line")
 def _(ctx: Context) -> Verdict:
     from theorylab.theory import beb as theory_beb
+    from theorylab.theory.steps import step_counts
     checks = theory_beb.verify()
-    n_ok = sum(c.holds for c in checks)
-    steps = {c.name: c.proved_by for c in checks}
-    n_sym = sum(v == "symbolic" for d in steps.values() for v in d.values())
-    n_steps = sum(len(d) for d in steps.values())
+    n_ok = sum(c.holds for c in checks)  # a numeric-only step or a broken chain fails its derivation
     return Verdict(measured=n_ok, criterion=Equality(len(checks)),
-                   details={"steps_symbolic": n_sym, "steps_total": n_steps, "proved_by": steps,
+                   details={**step_counts(checks), "status_by_step": {c.name: c.proved_by for c in checks},
                             "max_residual": max(c.max_abs_residual for c in checks)})
 
 
@@ -95,15 +95,44 @@ def _(ctx: Context) -> Verdict:
 
 
 @claim("beb.eq7.kl_bound_holds", paper=PAPER, kind="simulation",
-       statement="KL(P-(.|s)||P(.|s)) <= log(1 + (1-a)/a e^{-beta|s|}) along optimal prompts of "
-                 "every length (Eq. 7), on every random mixture")
+       statement="Eq. 7 as the lemma states it, prompt by prompt: KL(P-(.|s)||P(.|s)) <= "
+                 "log(1 + (1-a)/a P+(s)/P-(s)) on every prefix, and <= log(1 + (1-a)/a e^{-beta|s|}) "
+                 "on every prefix whose log-ratio meets beta|s| (its premise); on Viterbi-optimal "
+                 "prompts of every length of random mixtures and on every prefix of P--sampled prompts")
 def _(ctx: Context) -> Verdict:
-    from theorylab.simulations.beb_prompting import BoundStudy
+    from theorylab.simulations.beb_prompting import BoundStudy, SigmoidStudy
     t = ctx.run(ctx.sized(BoundStudy()))
-    worst = float(t.eq7_max_violation.max())
-    return Verdict(measured=worst, criterion=Threshold("<=", NUM_TOL),
-                   details={"sharp_form_max_violation": float(t.eq7_sharp_max_violation.max()),
-                            "median_bound_over_exact": float(t.eq7_min_slack_ratio.median())})
+    sg = ctx.run(ctx.sized(SigmoidStudy()))
+    parts = {"optimal_beta_form": float(t.eq7_max_violation.max()),
+             "optimal_sharp_form": float(t.eq7_sharp_max_violation.max()),
+             "sampled_sharp_form": float(sg.eq7_sampled_sharp_max_violation.max()),
+             "sampled_beta_form_on_premise": float(sg.eq7_sampled_beta_max_violation.max())}
+    return Verdict(measured=max(parts.values()),
+                   criterion=AllOf({k: Threshold("<=", NUM_TOL) for k in parts}), parts=parts,
+                   details={"median_bound_over_exact_optimal": float(t.eq7_min_slack_ratio.median()),
+                            "frac_sampled_prefixes_meeting_premise":
+                                float(sg.eq7_sampled_frac_premise.mean())})
+
+
+@claim("beb.eq7.mean_kl_vs_curve", paper=PAPER, kind="simulation", must_hold=False,
+       statement="the mean KL over P--sampled prompts lies below the Eq. 7 curve at the mean rate "
+                 "beta_bar at every length (reported: Eq. 7 bounds each prompt by its own "
+                 "log-ratio, not the mean over prompts at beta_bar; by Jensen the mean may exceed it)")
+def _(ctx: Context) -> Verdict:
+    from theorylab.simulations.beb_prompting import SigmoidStudy
+    from theorylab.theory import beb as theory_beb
+    t = ctx.run(ctx.sized(SigmoidStudy()))
+    ns, cols = _curve(t, "kl_full_")
+    excess, where = [], []
+    for x, g in t.groupby("log_inv_alpha"):
+        beta = float(g.beta_stat.iloc[0])
+        curve = np.array([theory_beb.eq7_kl_bound(math.exp(-x), beta, n) for n in ns])
+        d = g[cols].to_numpy().mean(0) - curve
+        excess.append(float(d[1:].max()))
+        where.append(float(np.mean(d[1:] > 0)))
+    return Verdict(measured=max(excess), criterion=Threshold("<=", 0.0),
+                   details={"max_mean_kl_minus_curve_by_log_inv_alpha": excess,
+                            "frac_lengths_mean_above_curve": where})
 
 
 def _centre_fit(t):
@@ -117,17 +146,25 @@ def _centre_fit(t):
 
 @claim("beb.eq7.sigmoid_centre_slope", paper=PAPER, kind="simulation",
        statement="the misalignment curve of P--sampled prompts is a reverse sigmoid whose centre "
-                 "grows linearly in log(1/alpha) with slope 1/beta (within 10 %)")
+                 "grows linearly in log(1/alpha) with slope 1/beta, beta estimated independently "
+                 "(the paper's way, from fresh P- prompts): slope x beta_hat = 1 within 10 %, CI "
+                 "half-width <= 5 %")
 def _(ctx: Context) -> Verdict:
     from theorylab.simulations.beb_prompting import SigmoidStudy
     t = ctx.run(ctx.sized(SigmoidStudy()))
-    slope, ci, beta, n_obs = _centre_fit(t)
-    rel = abs(slope * beta - 1)
-    # precision: a CI half as wide as the tolerance, so the point estimate's place in it counts
-    crit = Equality(1 / beta, rel_tol=SLOPE_REL_TOL, max_half_width=SLOPE_REL_TOL / 2 / beta)
-    return Verdict(measured=slope, criterion=crit, ci=ci,
-                   details={"beta_stationary": beta, "relative_error": rel, "n_obs": n_obs,
-                            "ci_contains_1/beta": bool(ci[0] <= 1 / beta <= ci[1])})
+    slope, ci, beta_stat, n_obs = _centre_fit(t)
+    beta_hat = float(t.beta_sampled.mean())            # independent of the centres' samples
+    beta_se = float(np.sqrt(np.sum(t.beta_sampled_se ** 2)) / len(t))
+    slope_se = (ci[1] - ci[0]) / (2 * Z95)
+    prod = slope * beta_hat
+    rel_se = math.hypot(slope_se / slope, beta_se / beta_hat)   # delta method, independent parts
+    ci_prod = (prod * (1 - Z95 * rel_se), prod * (1 + Z95 * rel_se))
+    crit = Equality(1.0, rel_tol=SLOPE_REL_TOL, max_half_width=SLOPE_REL_TOL / 2)
+    return Verdict(measured=prod, criterion=crit, ci=ci_prod,
+                   details={"slope": slope, "slope_ci": ci, "beta_sampled": beta_hat,
+                            "beta_sampled_ci": (beta_hat - Z95 * beta_se, beta_hat + Z95 * beta_se),
+                            "beta_stationary": beta_stat, "slope_x_beta_stationary": slope * beta_stat,
+                            "n_obs": n_obs, "ci_contains_1": bool(ci_prod[0] <= 1 <= ci_prod[1])})
 
 
 # ----------------------------------------------------------------------------- T2..T5
@@ -154,21 +191,31 @@ for _thm, _what in (("t2", "aligning prefix s0 ~ P+ then adversarial prompt (1-d
     _register_length(_thm, _what)
 
 
-@claim("beb.t4.grows_with_log_n", paper=PAPER, kind="simulation",
-       statement="best-of-n needs longer prompts as n grows (never shorter), as T4's log n term says")
+@claim("beb.t4.log_n_slope", paper=PAPER, kind="simulation",
+       statement="best-of-n: the measured length grows with log n at most at T4's rate 1/beta: "
+                 "in L_{m,n} = a_m + kappa log(n)/beta_m (model fixed effects, beta_m = beta_def, "
+                 "n in {1,4,16,64}) the CI of kappa lies in (0, 1], half-width <= 0.25")
 def _(ctx: Context) -> Verdict:
+    import statsmodels.api as sm
+
     from theorylab.simulations.beb_prompting import LengthStudy
     t = ctx.run(ctx.sized(LengthStudy()))
-    t = t[t.theorem == "t4"]
+    t = t[t.theorem == "t4"].reset_index(drop=True)
     nbs = LengthStudy().n_best
-    m = t[[f"measured_n{n}" for n in nbs]].to_numpy()
-    min_step = float(np.min(np.diff(m, axis=1)))  # >= 0: never shorter as n grows
-    growth = float(np.mean(m[:, -1] - m[:, 0]))
-    return Verdict(measured=growth,
-                   criterion=AllOf({f"mean_growth_n{nbs[0]}_to_n{nbs[-1]}": Threshold(">", 0.0),
-                                    "min_step": Threshold(">=", 0.0)}),
-                   parts={f"mean_growth_n{nbs[0]}_to_n{nbs[-1]}": growth, "min_step": min_step},
-                   details={"mean_len_by_n": dict(zip(map(str, nbs), m.mean(0).tolist(), strict=True))})
+    y = np.concatenate([t[f"measured_n{n}"].to_numpy() for n in nbs])
+    x = np.concatenate([np.log(n) / t.beta_def.to_numpy() for n in nbs])
+    model_id = np.tile(np.arange(len(t)), len(nbs))
+    X = np.column_stack([x, (model_id[:, None] == np.arange(len(t))[None]).astype(float)])
+    res = sm.OLS(y, X).fit(cov_type="HC3")
+    kappa, (lo, hi) = float(res.params[0]), tuple(float(v) for v in res.conf_int(0.05)[0])
+    m = Measured(kappa, (lo, hi))
+    return Verdict(measured=kappa, ci=(lo, hi),
+                   criterion=AllOf({"kappa_above_0": CIAbove(0.0, max_half_width=0.25),
+                                    "kappa_at_most_1": CIBelow(1.0, max_half_width=0.25, inclusive=True)}),
+                   parts={"kappa_above_0": m, "kappa_at_most_1": m},
+                   details={"mean_len_by_n": {str(n): float(t[f"measured_n{n}"].mean()) for n in nbs},
+                            "mean_bound_by_n": {str(n): float(t[f"bound_n{n}"].mean()) for n in nbs},
+                            "n_models": len(t)})
 
 
 # ----------------------------------------------------------------------------- beta estimators
@@ -399,61 +446,97 @@ def _mean_curve(t, prefix, n_max):
     return np.array([t[f"{prefix}_{n}"].mean() for n in range(n_max + 1)])
 
 
+# Criteria from the paper's Llama-2-13B-chat numbers (agreeableness, no system prompt), decided
+# before measuring: Fig. 2's KL falls from 30.8 (1 sentence) to 3.23 (10 sentences), a ratio of
+# 0.105; Fig. 3's aligned responses fall from 32 to 0.8 of 32, a ratio of 0.025. Our mixture's
+# beta (~0.8 nats per sentence) is far below Llama's (~20), so these drops are not predictions
+# for our model: the two comparisons are reported (must_hold=False), with a CI over prompts; the
+# must-hold neural claims compare the trained LM with its exact generating mixture.
+PAPER_KL_RATIO = PAPER_KL[-1] / PAPER_KL[0]                       # 0.105
+PAPER_ALIGNED_RATIO = PAPER_ALIGNED_OF_32[-1] / PAPER_ALIGNED_OF_32[0]   # 0.025
+
+
+def _pooled(t, col):
+    """Mean over replicates of a per-replicate estimate, with a normal 95 % CI from the
+    replicates' standard errors over prompts (``col + '_se'``)."""
+    est = float(t[col].mean())
+    se = float(np.sqrt(np.sum(t[f"{col}_se"] ** 2)) / len(t))
+    return est, (est - Z95 * se, est + Z95 * se)
+
+
+def _register_paper_ratio(kind: str, paper_ratio: float, fig: str, what: str) -> None:
+    @claim(f"beb.neural.{kind}_drop_vs_paper", paper=PAPER, kind="empirical", must_hold=False,
+           statement=f"{fig} at small scale: {what} after 10 / after 1 P- prompt sentences falls at "
+                     f"least as much as the paper's ({paper_ratio:.3g} for Llama-2-13B-chat): CI "
+                     "below it (reported: Llama's beta ~20 vs ours ~0.8)")
+    def _(ctx: Context) -> Verdict:
+        study, t = _neural(ctx)
+        est, ci = _pooled(t, f"{kind}_ratio_{study.n_prompt}_1")
+        return Verdict(measured=est, ci=ci,
+                       criterion=CIBelow(paper_ratio, max_half_width=paper_ratio / 2),
+                       details={"paper_ratio_10_over_1": paper_ratio, "n_reps": len(t)})
+
+
+_register_paper_ratio("kl", PAPER_KL_RATIO, "Fig. 2", "KL(P-_hat(.|s) || P_hat(.|s))")
+_register_paper_ratio("aligned", PAPER_ALIGNED_RATIO, "Fig. 3", "the aligned fraction (of 32)")
+
+
 @claim("beb.neural.kl_decreases", paper=PAPER, kind="empirical",
        statement="Fig. 2 at small scale: KL(P-_hat(.|s) || P_hat(.|s)) of a trained LM falls with "
-                 "the number of P- prompt sentences (10 sentences: < 1/4 of 1 sentence; Spearman "
-                 "<= -0.9)")
+                 "the number of P- prompt sentences: KL after 10 / after 1 sentence, CI < 1")
 def _(ctx: Context) -> Verdict:
     from scipy.stats import spearmanr
     study, t = _neural(ctx)
     kl = _mean_curve(t, "kl_neural", study.n_prompt)
-    ratio = float(kl[-1] / kl[1])
+    est, ci = _pooled(t, f"kl_ratio_{study.n_prompt}_1")
     rho = float(spearmanr(np.arange(1, len(kl)), kl[1:]).statistic)
-    return Verdict(measured=ratio,
-                   criterion=AllOf({"kl10_over_kl1": Threshold("<", 0.25),
-                                    "spearman": Threshold("<=", -0.9)}),
-                   parts={"kl10_over_kl1": ratio, "spearman": rho},
+    return Verdict(measured=est, ci=ci, criterion=CIBelow(1.0, max_half_width=0.5),
                    details={"spearman": rho, "kl_neural": kl.round(4).tolist(),
                             "kl_exact": _mean_curve(t, "kl_exact", study.n_prompt).round(4).tolist(),
-                            "paper_ratio_10_over_1": PAPER_KL[-1] / PAPER_KL[0]})
+                            "paper_ratio_10_over_1": PAPER_KL_RATIO})
 
 
 @claim("beb.neural.misaligns", paper=PAPER, kind="empirical",
        statement="Fig. 3 at small scale: the fraction of aligned continuations (of 32 sampled) "
-                 "after 10 P- prompt sentences is < 1/4 of its value with no prompt")
+                 "falls with the number of P- prompt sentences: after 10 / after 1 sentence, CI < 1")
 def _(ctx: Context) -> Verdict:
     study, t = _neural(ctx)
     al = _mean_curve(t, "aligned_neural", study.n_prompt)   # al[n]: after n sentences, al[0]: none
-    ratio = float(al[-1] / al[0])
-    # the paper's ratio is after 10 / after 1 sentence: compare it with ours of the same kind
-    return Verdict(measured=ratio, criterion=Threshold("<", 0.25),
-                   details={"ratio_10_over_1": float(al[-1] / al[1]),
-                            "paper_ratio_10_over_1": PAPER_ALIGNED_OF_32[-1] / PAPER_ALIGNED_OF_32[0],
+    est, ci = _pooled(t, f"aligned_ratio_{study.n_prompt}_1")
+    return Verdict(measured=est, ci=ci, criterion=CIBelow(1.0, max_half_width=0.5),
+                   details={"ratio_10_over_none": float(al[-1] / al[0]),
+                            "paper_ratio_10_over_1": PAPER_ALIGNED_RATIO,
                             "aligned_neural": al.round(4).tolist(),
                             "aligned_exact": _mean_curve(t, "aligned_exact", study.n_prompt).round(4).tolist()})
 
 
-@claim("beb.neural.tracks_exact", paper=PAPER, kind="empirical",
-       statement="the trained LM's aligned-fraction curve stays within 0.1 (mean abs) of the exact "
-                 "generating mixture's B_P on the same prompts")
+@claim("beb.neural.tracks_exact", paper=PAPER, kind="empirical", must_hold=False,
+       statement="the trained LM's aligned probability equals the exact generating mixture's B_P "
+                 "on the same prompts: the mean signed gap (over prompts and 0..10 sentences) has a "
+                 "CI that contains 0, half-width <= 0.01 (reported: not a statement of the paper; "
+                 "a small LM trained on finite data keeps a bias of about 0.01 that this detects)")
 def _(ctx: Context) -> Verdict:
     study, t = _neural(ctx)
     a_n = _mean_curve(t, "aligned_prob_neural", study.n_prompt)
     a_x = _mean_curve(t, "aligned_exact", study.n_prompt)
-    gap = float(np.mean(np.abs(a_n - a_x)))
-    return Verdict(measured=gap, criterion=Threshold("<=", 0.1),
-                   details={"max_abs_gap": float(np.max(np.abs(a_n - a_x)))})
+    est, ci = _pooled(t, "gap")
+    return Verdict(measured=est, ci=ci, criterion=CIContains(0.0, max_half_width=0.01),
+                   details={"mean_abs_gap_of_curves": float(np.mean(np.abs(a_n - a_x))),
+                            "max_abs_gap_of_curves": float(np.max(np.abs(a_n - a_x)))})
 
 
-@claim("beb.neural.beta_estimate", paper=PAPER, kind="empirical",
-       statement="beta estimated the paper's way from fine-tuned proxies P-_hat, P+_hat is within "
-                 "35 % of the exact beta of the generating mixture on the same prompts")
+@claim("beb.neural.beta_estimate", paper=PAPER, kind="empirical", must_hold=False,
+       statement="beta estimated the paper's way (sampled log-ratio of fine-tuned proxies P-_hat, "
+                 "P+_hat) equals the exact KL(P-||P+) of the generating mixture on the same prompts: "
+                 "CI of the per-prompt difference contains 0 (reported: the paper states no accuracy "
+                 "for its estimator)")
 def _(ctx: Context) -> Verdict:
     _, t = _neural(ctx)
     est, exact = float(t.beta_hat.mean()), float(t.beta_exact_on_prompts.mean())
-    rel = est / exact - 1
-    return Verdict(measured=est, criterion=Equality(exact, rel_tol=0.35),
-                   details={"relative_error": rel, "beta_stationary": float(t.beta_stat.mean()),
+    diff, ci = _pooled(t, "beta_diff")
+    return Verdict(measured=diff, ci=ci, criterion=CIContains(0.0, max_half_width=0.05 * exact),
+                   details={"beta_hat": est, "beta_exact_on_prompts": exact,
+                            "relative_error": est / exact - 1, "beta_stationary": float(t.beta_stat.mean()),
                             "sigma2_hat": float(t.sigma2_hat.mean()),
                             "sigma2_exact": float(t.sigma2_exact_on_prompts.mean()),
                             "train_seconds": float(t.train_seconds.sum()),

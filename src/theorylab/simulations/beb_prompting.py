@@ -214,6 +214,7 @@ class SigmoidStudy(Study):
     """
 
     name: ClassVar[str] = "beb-misalignment"
+    version: ClassVar[int] = 2  # 2: Eq. 7 on every sampled prefix; beta from independent samples
     log_inv_alphas: tuple = (2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0)
     n_reps: int = 6
     n_prompts: int = 400
@@ -273,14 +274,43 @@ class SigmoidStudy(Study):
             centre = (k - 1) + (f[k - 1] - 0.5) / (f[k - 1] - f[k])
         else:
             centre = float("nan") if not below.size else 0.0
-        row = dict(alpha=alpha, centre=float(centre),
-                   beta_stat=beta_stationary(model),
-                   centre_eq7=T.sigmoid_centre(alpha, beta_stationary(model)))
+        beta = beta_stationary(model)
+        row = dict(alpha=alpha, centre=float(centre), beta_stat=beta,
+                   centre_eq7=T.sigmoid_centre(alpha, beta), **self._eq7_on_prefixes(model, st, beta),
+                   **self._beta_sampled(model, unit))
         for n in range(self.max_len + 1):
             row[f"aligned_{n}"] = float(aligned[n])
             row[f"post_plus_{n}"] = float(f[n])
             row[f"kl_full_{n}"] = float(np.mean(st.kl_minus_full[:, n]))
         return row
+
+    def _eq7_on_prefixes(self, model, st, beta) -> dict:
+        r"""Eq. 7 as the lemma states it, on every prefix :math:`s` (length 1..max_len) of every
+        sampled prompt: :math:`KL(P_-(\cdot|s)\|P(\cdot|s)) \le \log(1 + \frac{1-\alpha}{\alpha}
+        P_+(s)/P_-(s))` (sharp: the prompt's own log-ratio), and the :math:`\beta` form
+        :math:`\le \log(1 + \frac{1-\alpha}{\alpha}e^{-\beta|s|})` on the prefixes that meet its
+        premise :math:`\log P_-(s)/P_+(s) \ge \beta|s|` (``beta`` = the stationary rate)."""
+        a = model.alpha
+        kl, lr = st.kl_minus_full[:, 1:], st.log_ratio[:, 1:]
+        lens = np.arange(1, kl.shape[1] + 1)
+        with np.errstate(over="ignore"):
+            sharp = np.log1p((1 - a) / a * np.exp(-lr))
+        prem = lr >= beta * lens
+        curve = np.log1p((1 - a) / a * np.exp(-beta * lens))
+        viol_beta = (kl - curve)[prem]
+        return {"eq7_sampled_sharp_max_violation": float(np.max(kl - sharp)),
+                "eq7_sampled_beta_max_violation": float(viol_beta.max()) if viol_beta.size else -np.inf,
+                "eq7_sampled_frac_premise": float(prem.mean())}
+
+    def _beta_sampled(self, model, unit) -> dict:
+        r""":math:`\beta` estimated independently of the centre, the paper's way: the mean
+        per-sentence :math:`KL(P_-(\cdot|s)\|P_+(\cdot|s))` over prefixes of ``n_prompts``
+        fresh :math:`P_-` prompts (their own random stream), with its standard error over prompts."""
+        rng = rng_for(self.seed, "sigmoid-beta", unit["log_inv_alpha"], unit["rep"])
+        st = model.stats(model.sample(rng, self.n_prompts, self.max_len, True))
+        per_prompt = st.kl_minus_plus[:, 1:].mean(1)
+        return {"beta_sampled": float(per_prompt.mean()),
+                "beta_sampled_se": float(per_prompt.std(ddof=1) / np.sqrt(per_prompt.size))}
 
 
 # ----------------------------------------------------------------------------- T1..T5 lengths

@@ -13,7 +13,11 @@ class DerivationResult:
     """Outcome of verifying one derivation.
 
     ``holds``: every step is established; ``method``: how, in one phrase ("symbolic",
-    "numeric", ... or "FAILED"); ``proved_by``: step name → "symbolic" | "numeric" | "FAILED";
+    "numeric", ... or "FAILED"); ``proved_by``: step name → its status. Step derivations
+    (:mod:`theorylab.theory.steps`: BEB, EXO) use "proven" | "numeric" | "premise" | "FAILED"
+    and hold only when every step is proven or a cited premise and the steps chain to the claim
+    (``details['counts']``, ``details['chain_complete']``); ``theory.moe`` uses "symbolic" |
+    "numeric" | "FAILED";
     ``max_abs_residual``: worst numeric residual of the spot checks (identities: max |expr|;
     inequalities: max(0, −expr); NaN where the check has no residual); ``n_points``: spot-check
     points per step; ``domain``: where the derivation is claimed; ``details``: anything else.
