@@ -73,8 +73,8 @@ if TYPE_CHECKING:
     from theorylab.artifacts import UnitContext
 
 __all__ = ["TASKS", "RESETS", "load_task", "EsmNeuronsStudy", "accuracy_records",
-           "density_records", "summary_records", "completeness_records", "PRETRAIN_FIELDS", "FINETUNE_FIELDS",
-           "SCORES_FIELDS"]
+           "density_records", "summary_records", "completeness_records", "PRETRAIN_FIELDS",
+           "FINETUNE_FIELDS", "SCORES_FIELDS"]
 
 #: binary tasks = the shipped sets' own labels; "multi" = source set of the positive sequences.
 TASKS = ("soluble", "capsid", "tail", "disulfide", "multi")
