@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from theorylab.empirical.esm_pipeline import (
     EsmNeuronsStudy,
     accuracy_records,
+    completeness_records,
     density_records,
     load_task,
     summary_records,
@@ -50,6 +52,7 @@ def test_config_validation(field, value, fragment):
 def test_quick_is_smaller_with_the_same_criteria():
     full, quick = EsmNeuronsStudy(), EsmNeuronsStudy().quick()
     assert quick.n_pretrain < full.n_pretrain and quick.n_reps <= full.n_reps
+    assert quick.n_reps >= 8  # the CI is over replicates: issue 11 asks for >= 8 in CI too
     assert (quick.fractions, quick.n_random, quick.resets, quick.ig_steps) == (
         full.fractions, full.n_random, full.resets, full.ig_steps)
     assert [u["rep"] for u in full.units()] == list(range(full.n_reps))
@@ -68,7 +71,8 @@ def test_toy_run_invariants(toy_row):
     summary = summary_records(table)
     acc = accuracy_records(table)
     dens = density_records(table)
-    assert len(summary) == 1 and len(table) == 1 + len(acc) + len(dens)
+    comp = completeness_records(table)
+    assert len(summary) == 1 and len(table) == 1 + len(acc) + len(dens) + len(comp)
     # keeping every neuron (f = 1) restores the fine-tuned model exactly, whatever the method
     full = acc[acc.f == 1.0]
     assert len(full) == len(study.resets) * (2 + study.n_random)
@@ -85,6 +89,22 @@ def test_toy_run_invariants(toy_row):
         total = sum(sizes.values()) * 2
         assert np.isclose((g.density * w).sum(), round(f * total)), (method, f)
     assert summary.ig_rel_error[0] >= 0 and summary.n_test[0] > 0
+
+
+@needs_data
+def test_completeness_has_one_record_per_example(toy_row):
+    """One row per (attribution sequence, neuron module), agreeing with the summary's pooled
+    statistics."""
+    study, table = toy_row
+    comp = completeness_records(table)
+    n_modules = 2 * 6  # the tiny model: 2 layers x 6 module kinds
+    assert len(comp) == study.n_attr * n_modules
+    assert not comp.duplicated(["example", "module"]).any()
+    assert set(comp.example) == set(range(study.n_attr))
+    summary = summary_records(table).iloc[0]
+    assert comp.delta.abs().max() == pytest.approx(summary.ig_abs_delta_max, rel=1e-6)
+    assert comp.delta.abs().sum() / comp.gap.abs().sum() == pytest.approx(summary.ig_rel_error,
+                                                                          rel=1e-6)
 
 
 @needs_data
@@ -118,6 +138,24 @@ def test_stages_are_artifacts_reused_by_a_rerun_and_a_new_grid(tmp_path):
     assert len(both) == (2 * 2 + 1) * len(study.resets) and (both.acc == both.acc_new).all()
 
 
+@needs_data
+def test_replicates_share_one_pretrained_model_trained_without_the_task_pool(tmp_path):
+    """One pretraining artifact for all replicates (its corpus avoids every task sequence);
+    fine-tuning and scores are per replicate, on different samples and splits."""
+    from theorylab.store import Store
+    from theorylab.sweep import Sweeper
+    study = EsmNeuronsStudy(**{**TOY, "n_reps": 2})
+    pool = set(load_task(study.task)[0].sequence)
+    corpus = study._pretrain_corpus()
+    assert len(corpus) == study.n_pretrain and not pool & set(corpus)
+    with Store(tmp_path / "s.sqlite") as store:
+        Sweeper(store, "serial", progress=False).run(study)
+        assert store.artifacts().stage.value_counts().to_dict() == {
+            "pretrain": 1, "finetune": 2, "scores": 2}
+    a, b = (study._task_data(r) for r in (0, 1))
+    assert not torch.equal(a["tokens"], b["tokens"]) or not torch.equal(a["test"], b["test"])
+
+
 # ----------------------------------------------------------------------------- claims, figures
 class _Ctx:
     """Stand-in for theorylab.claims.Context serving a fixed table."""
@@ -134,15 +172,24 @@ class _Ctx:
     load = run
 
 
-def _synthetic_table(advantage: float, noise: float, n_random: int = 5) -> pd.DataFrame:
-    """Two replicates of long records; method accuracies = random seed mean + ``advantage``."""
+def _synthetic_table(advantage: float, noise: float, n_random: int = 5, n_reps: int = 2,
+                     rep_noise: float = 0.0) -> pd.DataFrame:
+    """Long records of ``n_reps`` replicates; method accuracies = the replicate's random seed
+    mean + ``advantage`` + a replicate effect of sd ``rep_noise``."""
     rng = np.random.default_rng(0)
     rows = []
-    for rep in range(2):
+    for rep in range(n_reps):
+        effect = advantage + rep_noise * rng.standard_normal()
         rows.append({"rep": rep, "record": "summary", "acc_finetuned": 0.8, "acc_majority": 0.3,
                      "n_test": 200, "ig_rel_error": 0.01, "ig_abs_delta_max": 0.02,
                      "ig_abs_delta_mean": 0.001, "ig_abs_gap_mean": 0.1, "pretrain_loss": 2.5,
                      "pretrain_tokens_per_s": 1e4, "device": "cpu"})
+        for example in range(3):
+            for module in ("layers.0.fc1", "layers.1.self_attn.k_proj"):
+                rows.append({"rep": rep, "record": "completeness", "example": example,
+                             "module": module, "layer": int(module.split(".")[1]),
+                             "kind": "ffn_in" if "fc1" in module else "key",
+                             "delta": 0.001 * (example - 1), "gap": 0.1})
         acc = {"rep": rep, "record": "accuracy"}
         for reset, none in (("pretrained", 0.3), ("zero", 0.25)):
             rows.append({**acc, "method": "none", "seed": -1, "reset": reset, "f": 0.0,
@@ -155,7 +202,7 @@ def _synthetic_table(advantage: float, noise: float, n_random: int = 5) -> pd.Da
                                  "acc": rnd[s]})
                 for m in ("act", "ig"):
                     rows.append({**acc, "method": m, "seed": -1, "reset": reset, "f": f,
-                                 "acc": rnd.mean() + advantage})
+                                 "acc": rnd.mean() + effect})
         for method in ("act", "ig"):
             for layer in range(2):
                 for kind, d in zip(("query", "key", "value", "attn_out", "ffn_in", "ffn_out"),
@@ -163,6 +210,21 @@ def _synthetic_table(advantage: float, noise: float, n_random: int = 5) -> pd.Da
                     rows.append({"rep": rep, "record": "density", "method": method, "f": 0.05,
                                  "layer": layer, "kind": kind, "density": d})
     return pd.DataFrame(rows)
+
+
+def _slow_advantage(table: pd.DataFrame, method: str, f_max: float) -> tuple[float, list]:
+    """Reference: a loop over replicates, fractions and draws, straight from d_r's formula."""
+    acc = table[(table.record == "accuracy") & (table.reset == "pretrained")]
+    by_rep = []
+    for rep in sorted(set(acc.rep)):
+        a = acc[acc.rep == rep]
+        terms = []
+        for f in sorted(set(a.f[(a.f > 0) & (a.f <= f_max + 1e-12)])):
+            own = a[(a.method == method) & (a.f == f)].acc.iloc[0]
+            draws = list(a[(a.method == "random") & (a.f == f)].acc)
+            terms.append(own - sum(draws) / len(draws))
+        by_rep.append(sum(terms) / len(terms))
+    return sum(by_rep) / len(by_rep), by_rep
 
 
 @pytest.mark.parametrize("advantage, holds", [(0.05, True), (-0.05, False), (0.0, False)])
@@ -173,11 +235,41 @@ def test_beats_random_claim_measures_the_advantage(advantage, holds, tmp_path):
     assert v.measured == pytest.approx(advantage, abs=1e-9)  # small f: 0.01 and 0.1 only
     assert v.ci[0] <= v.measured <= v.ci[1]
     assert v.holds is holds
-    assert v.details["n_random_draws"] == 10
+    assert (v.details["n_replicates"], v.details["n_random_draws_per_replicate"]) == (2, 5)
     # the smallest fractions (f <= 2 %: here 0.01 only) are reported on their own
     assert v.details["advantage_f_le_0.02"] == pytest.approx(advantage, abs=1e-9)
     lo, hi = v.details["advantage_f_le_0.02_ci"]
     assert lo <= advantage <= hi and v.details["acc_majority"] == 0.3
+
+
+@pytest.mark.parametrize("n_reps, n_random", [(3, 2), (8, 5)])
+def test_advantage_ci_is_over_replicates_like_the_hand_loop(n_reps, n_random, tmp_path):
+    """The claim's mean, per-replicate values and CI equal a hand loop's, and the CI counts
+    replicates, not draws: more random draws per replicate leave the width of the t-interval
+    on the replicate means (with n_reps - 1 degrees of freedom)."""
+    from scipy import stats as sps
+
+    from theorylab.papers import esm as paper
+    table = _synthetic_table(0.03, noise=0.01, n_random=n_random, n_reps=n_reps, rep_noise=0.02)
+    got = paper.advantage_over_random(table, "ig")
+    mean, by_rep = _slow_advantage(table, "ig", paper.SMALL_F)
+    assert got["mean"] == pytest.approx(mean, abs=1e-12) and got["n_reps"] == n_reps
+    np.testing.assert_allclose(got["by_rep"], by_rep, atol=1e-4)  # rounded to 4 places
+    half = sps.t.ppf(0.975, n_reps - 1) * np.std(by_rep, ddof=1) / np.sqrt(n_reps)
+    np.testing.assert_allclose(got["ci"], (mean - half, mean + half), atol=1e-12)
+    tiny_mean, _ = _slow_advantage(table, "ig", paper.TINY_F)
+    assert paper.advantage_over_random(table, "ig", f_max=paper.TINY_F)["mean"] == (
+        pytest.approx(tiny_mean, abs=1e-12))
+
+
+def test_beats_random_is_inconclusive_when_replicates_disagree(tmp_path):
+    """Precision rule: a replicate spread that makes the CI wider than 0.02 and straddle 0 is
+    'inconclusive', which does not hold."""
+    from theorylab.papers import esm as paper
+    table = _synthetic_table(0.005, noise=0.01, n_reps=3, rep_noise=0.05)
+    v = paper._beats_random(_Ctx(table, tmp_path), "ig")
+    assert v.ci[0] < 0 < v.ci[1] and (v.ci[1] - v.ci[0]) / 2 > paper.ACC_HALF_WIDTH
+    assert v.status == "inconclusive" and not v.holds
 
 
 def test_density_and_completeness_claims(tmp_path):
@@ -194,6 +286,39 @@ def test_density_and_completeness_claims(tmp_path):
     v = REGISTRY["esm.finetune.above_chance"].check(ctx)
     assert v.holds and v.ci[0] < 0.8 < v.ci[1]
     assert paper.density_by_kind(ctx.table, "act").idxmax() == "key"
+
+
+@pytest.mark.parametrize("worst, holds", [(0.01, True), (0.5, False), (-0.5, False)])
+def test_completeness_bound_on_the_worst_example_can_fail(worst, holds, tmp_path):
+    """One example with a large completeness error fails the claim although the pooled relative
+    error stays small; the verdict names that example."""
+    from theorylab.claims import REGISTRY
+    table = _synthetic_table(0.05, 0.01)
+    row = table.index[(table.record == "completeness") & (table.rep == 1)
+                      & (table.example == 2)][0]
+    table.loc[row, "delta"] = worst
+    v = REGISTRY["esm.ig.completeness"].check(_Ctx(table, tmp_path))
+    assert v.parts["max_abs_error"] == pytest.approx(abs(worst))
+    assert v.parts["relative_error"] <= 0.05 and v.holds is holds
+    assert v.details["worst"]["rep"] == 1 and v.details["worst"]["example"] == 2
+    assert v.details["n_examples"] == 2 * 3 * 2
+
+
+def test_completeness_bound_follows_the_quadrature():
+    """The bound's derivation: Gauss-Legendre nodes on [0, 1] separate the cells cut by the
+    cumulative weights (Chebyshev-Markov-Stieltjes), and w_max shrinks like pi / (2m)."""
+    from numpy.polynomial.legendre import leggauss
+
+    from theorylab.papers import esm as paper
+    for m in range(1, 65):
+        x, w = leggauss(m)
+        alpha, w = (x + 1) / 2, w / 2
+        cum = np.concatenate([[0.0], np.cumsum(w)])
+        assert ((cum[:-1] < alpha) & (alpha < cum[1:])).all(), m
+        assert paper.ig_completeness_bound(m) == pytest.approx(2 * w.max(), rel=1e-12)
+        assert m * w.max() <= np.pi / 2
+    # O(1/m): doubling the steps about halves the bound
+    assert paper.ig_completeness_bound(20) < paper.ig_completeness_bound(10) / 1.9
 
 
 def test_figures_write_png_and_svg(tmp_path):

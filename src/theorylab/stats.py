@@ -4,6 +4,9 @@ convergence-rate slopes of log-loss against log n.
 * :func:`mean_ci`: :math:`\bar x \pm t_{n-1,\,(1+\ell)/2}\, s/\sqrt n` (the one mean-and-CI
   helper; :math:`s` the sample standard deviation with ddof 1).
 * :func:`wilson_ci`: the Wilson score interval of k successes in n trials.
+* :func:`grouped_mean_ci`: :func:`mean_ci` over group means: when draws within a group share
+  a random input (one replicate's trained model and its selections, say), the groups, not the
+  draws, are the independent observations.
 * :func:`loglog_slope`, :func:`rate_band`, :func:`band_overlaps`, :func:`within_bound`: a loss
   decaying like :math:`C n^{-r}` has slope :math:`-r` in :math:`\log \text{loss}` vs
   :math:`\log n`. The MoE-LSE theorems state rates up to a log factor,
@@ -22,7 +25,7 @@ import numpy as np
 
 from theorylab.errors import InputError
 
-__all__ = ["mean_ci", "wilson_ci", "SlopeFit", "loglog_slope", "rate_band", "band_overlaps",
+__all__ = ["mean_ci", "grouped_mean_ci", "wilson_ci", "SlopeFit", "loglog_slope", "rate_band", "band_overlaps",
            "within_bound"]
 
 
@@ -44,6 +47,31 @@ def mean_ci(x, level: float = 0.95) -> tuple[float, tuple[float, float]]:
         return m, (math.nan, math.nan)
     h = float(stats.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
     return m, (m - h, m + h)
+
+
+def grouped_mean_ci(x, groups, level: float = 0.95
+                    ) -> tuple[float, tuple[float, float], int]:
+    r"""Mean and Student-t ``level`` interval of the *group means* of ``x``.
+
+    With :math:`\bar x_r` the mean of the draws of group :math:`r` (:math:`R` groups), returns
+    :math:`\bar x = R^{-1} \sum_r \bar x_r`, its interval
+    :math:`\bar x \pm t_{R-1,(1+\ell)/2}\, s_R/\sqrt R` (:math:`s_R` the standard deviation of the
+    :math:`\bar x_r`) and :math:`R`. Each group weighs the same whatever its number of draws:
+    the draws of one group are averaged, not counted as independent observations, so permuting
+    or duplicating draws within a group changes nothing.
+    """
+    x = np.asarray(x, dtype=float).ravel()
+    groups = np.asarray(groups).ravel()
+    if groups.shape != x.shape:
+        raise InputError(f"'groups' of grouped_mean_ci must have one label per value of 'x' "
+                         f"({x.size}). Got {groups.size}.")
+    if x.size == 0 or not np.isfinite(x).all():
+        raise InputError(f"'x' of grouped_mean_ci must be a non-empty finite sample. Got {x.size} "
+                         f"values, {int((~np.isfinite(x)).sum())} not finite.")
+    labels, inverse = np.unique(groups, return_inverse=True)
+    means = np.bincount(inverse, weights=x) / np.bincount(inverse)
+    m, ci = mean_ci(means, level)
+    return m, ci, int(labels.size)
 
 
 def wilson_ci(k: float, n: float, level: float = 0.95) -> tuple[float, float]:

@@ -1,9 +1,10 @@
 """The ESM knowledge-neuron pipeline (Nori, Singireddy & Ten Have, arXiv 2312.10770) as a study.
 
-One unit = one replicate ``rep`` (its own seeds) of the whole pipeline:
+One unit = one replicate ``rep`` of the pipeline after pretraining:
 
 1. masked-LM pretraining of an ESM-2 model on the shipped sequences (no weights can be
-   downloaded here), minus the task's test split;
+   downloaded here) that are not in the task's labelled pool at all — **one model shared by all
+   replicates**;
 2. fine-tuning for sequence classification on a shipped task (binary, or ``"multi"``: which
    benchmark set a positive sequence comes from), split by k-mer Jaccard clusters;
 3. neuron scores of every q/k/v/attention-out/FFN Linear: mean |activation| and IG;
@@ -11,10 +12,25 @@ One unit = one replicate ``rep`` (its own seeds) of the whole pipeline:
    fine-tuned weights, reset the rest to pretrained weights or to zero, measure test accuracy;
 5. density of selected neurons per (layer, module kind).
 
+What is shared and what varies. The pretrained model (stage 1) is built once, from seeds that
+do not depend on ``rep``, and its corpus excludes every sequence of the task's pool, so no
+replicate's test sequence was seen in pretraining. Everything after it is drawn afresh per
+replicate from streams keyed by ``(seed, stage, rep)`` (:mod:`theorylab.seeding`): the
+class-balanced task sample, its cluster split, the head's initialisation, the fine-tuning batch
+order, the attribution inputs and the ``n_random`` random selections. Given the pretrained model,
+the replicates are therefore independent and identically distributed, and they are the unit a
+confidence interval counts; the random draws *within* a replicate share its fine-tuned model, its
+test set and the method's selection, so they are averaged, not counted as independent. The
+inference is conditional on the one pretrained model, as in the paper (one public ESM-2
+checkpoint, fine-tuned): variation between pretraining runs is not in the interval. Sharing it
+is what makes ≥ 8 replicates affordable in the quick run.
+
 Stages 1-3 are artifacts (:mod:`theorylab.artifacts`), each keyed by the config fields it depends
 on, so a rerun, or a change of the preservation grid, reuses the trained models and scores. A unit
 returns long records: one ``summary`` per replicate, one ``accuracy`` record per (method, random
-seed, reset, f) and one ``density`` record per (method, f, layer, module kind).
+seed, reset, f), one ``density`` record per (method, f, layer, module kind) and one
+``completeness`` record per IG example (attribution sequence, neuron module): the error
+``delta`` = Σ IG − ΔF and the gap ΔF = F(a) − F(0) of that layer on that sequence.
 """
 
 from __future__ import annotations
@@ -57,8 +73,8 @@ if TYPE_CHECKING:
     from theorylab.artifacts import UnitContext
 
 __all__ = ["TASKS", "RESETS", "load_task", "EsmNeuronsStudy", "accuracy_records",
-           "density_records", "summary_records", "PRETRAIN_FIELDS", "FINETUNE_FIELDS",
-           "SCORES_FIELDS"]
+           "density_records", "summary_records", "completeness_records", "PRETRAIN_FIELDS",
+           "FINETUNE_FIELDS", "SCORES_FIELDS"]
 
 #: binary tasks = the shipped sets' own labels; "multi" = source set of the positive sequences.
 TASKS = ("soluble", "capsid", "tail", "disulfide", "multi")
@@ -116,7 +132,9 @@ class EsmNeuronsStudy(Study):
     """Knowledge-neuron preservation study (defaults: the full CPU run of the book chapter)."""
 
     name: ClassVar[str] = "esm-neurons"
-    version: ClassVar[int] = 2  # 2: staged (artifacts), long records, one torch seed helper
+    # 2: staged (artifacts), long records, one torch seed helper; 3: one pretrained model shared
+    # by the replicates (corpus without the task pool), per-example completeness records
+    version: ClassVar[int] = 3
 
     task: str = "multi"                # shipped task (TASKS)
     size: str = "small"                # ESM_SHAPES key: tiny | small | t6_8M
@@ -132,9 +150,9 @@ class EsmNeuronsStudy(Study):
     n_attr: int = 32                   # training sequences used to score neurons
     ig_steps: int = 20                 # Gauss-Legendre points (Dai et al. use ~20)
     fractions: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)  # the paper's grid
-    n_random: int = 5                  # random selections per fraction (CI over these)
+    n_random: int = 5                  # random selections per fraction (averaged per replicate)
     resets: tuple[str, ...] = RESETS
-    n_reps: int = 4                    # independently seeded replicates of the whole pipeline
+    n_reps: int = 8                    # replicates after pretraining (the CI counts these)
     device: str = "auto"
     seed: int = 0
 
@@ -163,22 +181,21 @@ class EsmNeuronsStudy(Study):
     def quick(self) -> EsmNeuronsStudy:
         """CI form: tiny model, short sequences, fewer data; same fractions, seeds and tests."""
         return self.replace(size="tiny", max_len=64, n_pretrain=1500, pretrain_epochs=3,
-                            n_task=2000, finetune_lr=2e-3, n_attr=32, n_reps=1)
+                            n_task=2000, finetune_lr=2e-3, n_attr=32)
 
     def units(self) -> list[dict]:
         return [{"rep": r} for r in range(self.n_reps)]
 
     # -------------------------------------------------------------------------------- pipeline
     def run_unit(self, unit: dict, ctx: UnitContext | None = None) -> list[dict]:
-        """One replicate: three stages as artifacts (pretrain → finetune → scores), then the
-        preservation and density measurements as long records (``record`` = "summary",
-        "accuracy" or "density")."""
+        """One replicate: three stages as artifacts (pretrain, shared → finetune → scores), then
+        the preservation, density and completeness measurements as long records (``record`` =
+        "summary", "accuracy", "density" or "completeness")."""
         ctx = memory_context(self, ctx)
         rep = int(unit["rep"])
         t_start = time.perf_counter()
         data = self._task_data(rep)
-        pre = ctx.artifact("pretrain", rep, lambda: self._pretrain(rep, data),
-                           depends_on=PRETRAIN_FIELDS)
+        pre = ctx.artifact("pretrain", "shared", self._pretrain, depends_on=PRETRAIN_FIELDS)
         ft = ctx.artifact("finetune", rep, lambda: self._finetune(rep, data, pre),
                           depends_on=FINETUNE_FIELDS)
         sc = ctx.artifact("scores", rep, lambda: self._scores(rep, data, ft),
@@ -187,10 +204,10 @@ class EsmNeuronsStudy(Study):
         summary = {"record": "summary", **pre["stats"], **ft["stats"], **sc["stats"]}
         recs = self._preservation(rep, data, model, pre["state"], ft["state"], sc)
         summary["seconds_total"] = time.perf_counter() - t_start
-        return [summary, *recs]
+        return [summary, *recs, *_completeness_rows(sc)]
 
     def _task_data(self, rep: int) -> dict:
-        """Class-balanced task sample, its cluster split, tokens, and the pretraining corpus."""
+        """Class-balanced task sample of replicate ``rep``, its cluster split and tokens."""
         df, names = load_task(self.task)
         rng = rng_for(self.seed, "task", rep)
         per_class = self.n_task // len(names)
@@ -198,32 +215,38 @@ class EsmNeuronsStudy(Study):
                               for c in range(len(names))])
         df = df.iloc[np.sort(idx)].reset_index(drop=True)
         split = cluster_split(list(df.sequence), seed=seed_for(self.seed, "split", rep))
-        test_seqs = set(df.sequence.iloc[split.test])
-        corpus = pd.concat([load_shipped(s) for s in SHIPPED_SETS]).sequence.drop_duplicates()
-        corpus = corpus[~corpus.isin(test_seqs) & (corpus.str.len() >= 10)].to_numpy()
-        corpus = rng_for(self.seed, "corpus", rep).permutation(corpus)[: self.n_pretrain]
         tokens = encode(list(df.sequence), self.max_len)
         labels = torch.tensor(df.label.values, dtype=torch.long)
         tr, va, te = (torch.from_numpy(p) for p in split)
-        return {"names": names, "corpus": corpus, "tokens": tokens, "labels": labels,
+        return {"names": names, "tokens": tokens, "labels": labels,
                 "train": tr, "val": va, "test": te}
 
-    def _pretrain(self, rep: int, data: dict) -> dict:
-        """Stage 1: masked-LM pretraining; the ESM-2 state dict and its statistics."""
+    def _pretrain_corpus(self) -> np.ndarray:
+        """``n_pretrain`` shipped sequences (≥ 10 residues) outside the task's whole labelled
+        pool, so that no replicate's train, validation or test sequence is seen in pretraining."""
+        pool = set(load_task(self.task)[0].sequence)
+        corpus = pd.concat([load_shipped(s) for s in SHIPPED_SETS]).sequence.drop_duplicates()
+        corpus = corpus[~corpus.isin(pool) & (corpus.str.len() >= 10)].to_numpy()
+        return rng_for(self.seed, "corpus").permutation(corpus)[: self.n_pretrain]
+
+    def _pretrain(self) -> dict:
+        """Stage 1 (shared by all replicates): masked-LM pretraining; the ESM-2 state dict and
+        its statistics."""
         from theorylab.empirical.train import TrainConfig, pick_device, train
-        esm2 = build_esm2(self.size, seed=seed_for(self.seed, "init", rep))
-        gen = torch_generator(self.seed, "mask", rep)
+        esm2 = build_esm2(self.size, seed=seed_for(self.seed, "init"))
+        gen = torch_generator(self.seed, "mask")
 
         def mlm_collate(rows):
             return mask_tokens(_pad_collate(rows), gen)
 
-        pre_rows = _split_rows(encode(list(data["corpus"]), self.max_len))
+        pre_rows = _split_rows(encode(list(self._pretrain_corpus()), self.max_len))
         cfg = TrainConfig(epochs=self.pretrain_epochs, lr=self.pretrain_lr,
                           batch_size=self.batch_size, weight_decay=0.01, device=self.device,
-                          seed=torch_seed(self.seed, "pretrain", rep))
+                          seed=torch_seed(self.seed, "pretrain"))
         res = train(esm2, lambda m, b: mlm_loss(m, *b), pre_rows, cfg, collate=mlm_collate)
         n_tok = sum(int(r.shape[0]) for r in pre_rows) * len(res.train_loss)
         stats = {"device": str(pick_device(self.device)), "pretrain_loss": res.train_loss[-1],
+                 "n_pretrain_seqs": len(pre_rows),
                  "pretrain_seconds": res.seconds,
                  "pretrain_tokens_per_s": n_tok / max(res.seconds, 1e-9),
                  "n_params": sum(p.numel() for p in esm2.parameters())}
@@ -299,7 +322,7 @@ class EsmNeuronsStudy(Study):
                  "ig_abs_delta_max": float(deltas.max()), "ig_abs_delta_mean": float(deltas.mean()),
                  "ig_abs_gap_mean": float(gaps.mean()),
                  "ig_rel_error": float(deltas.sum() / gaps.sum().clamp_min(1e-12))}
-        return {"act": act, "ig": ig.scores, "stats": stats}
+        return {"act": act, "ig": ig.scores, "delta": ig.delta, "gap": ig.gap, "stats": stats}
 
     def _preservation(self, rep: int, data: dict, model: nn.Module, pre_state: dict,
                       ft_state: dict, scores: dict) -> list[dict]:
@@ -338,13 +361,24 @@ class EsmNeuronsStudy(Study):
 
 #: the config fields each stage depends on (a stage is reused when only others change)
 PRETRAIN_FIELDS = ("task", "size", "max_len", "n_pretrain", "pretrain_epochs", "pretrain_lr",
-                   "n_task", "batch_size", "device", "seed")
-FINETUNE_FIELDS = (*PRETRAIN_FIELDS, "finetune_epochs", "finetune_lr", "patience")
+                   "batch_size", "device", "seed")
+FINETUNE_FIELDS = (*PRETRAIN_FIELDS, "n_task", "finetune_epochs", "finetune_lr", "patience")
 SCORES_FIELDS = (*FINETUNE_FIELDS, "n_attr", "ig_steps")
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _completeness_rows(scores: dict) -> list[dict]:
+    """One ``completeness`` record per (attribution sequence ``example``, neuron module)."""
+    rows = []
+    for name, delta in scores["delta"].items():
+        layer, kind = int(name.split(".")[1]), MODULE_KINDS[name.split(".", 2)[2]]
+        for i, (d, g) in enumerate(zip(delta.tolist(), scores["gap"][name].tolist(), strict=True)):
+            rows.append({"record": "completeness", "example": i, "module": name, "layer": layer,
+                         "kind": kind, "delta": d, "gap": g})
+    return rows
 
 
 # ------------------------------------------------------------------------------- long tables
@@ -360,6 +394,13 @@ def density_records(table: pd.DataFrame) -> pd.DataFrame:
     d = records(table, "density").astype({"layer": int, "f": float, "density": float})
     d["kind"] = pd.Categorical(d["kind"], categories=list(MODULE_KINDS.values()))
     return d
+
+
+def completeness_records(table: pd.DataFrame) -> pd.DataFrame:
+    """The IG completeness records: rep, example (attribution sequence), module, layer, kind,
+    delta = Σ IG − ΔF and gap = ΔF of that layer on that sequence."""
+    c = records(table, "completeness")
+    return c.astype({"example": int, "layer": int, "delta": float, "gap": float})
 
 
 def summary_records(table: pd.DataFrame) -> pd.DataFrame:
