@@ -14,7 +14,7 @@ CNN-CNN-LSTM, Viterbi for the CRF, both approximating :math:`\max_y P(y \mid x)`
   call, not in a Python loop (:func:`mc_predict_loop` is that loop, for the benchmark);
 * **random**: uniform scores.
 
-The pool is scored in batches of ``batch_size`` sentences (any pool size). :func:`select` takes
+The pool is scored in batches of ``batch_size`` sentences of similar length (any pool size). :func:`select` takes
 sentences in decreasing score (ties in a seeded random order) while the words taken stay within
 the round's budget.
 """
@@ -86,16 +86,20 @@ def score_pool(model, items: Sequence[dict], strategy: str, *, seed: int, batch_
     if strategy == "random":
         return np.random.default_rng(seed).random(len(items))
     dev = next(model.parameters()).device
+    order = np.argsort([len(it["words"]) for it in items], kind="stable")  # little padding
     out = []
     for k, s in enumerate(range(0, len(items), batch_size)):
-        batch = {n: v.to(dev) for n, v in collate(items[s:s + batch_size]).items()}
+        chunk = [items[i] for i in order[s:s + batch_size]]
+        batch = {n: v.to(dev) for n, v in collate(chunk).items()}
         if strategy == "bald":
             out.append(bald_scores(mc_predict(model, batch, passes, seed + k).tags).cpu())
             continue
         logp = model.predict(batch).logp.double()
         out.append((lc_scores(logp) if strategy == "lc"
                     else mnlp_scores(logp, batch["mask"].sum(1))).cpu())
-    return torch.cat(out).numpy().astype(float)
+    scores = np.empty(len(items))
+    scores[order] = torch.cat(out).numpy().astype(float)
+    return scores
 
 
 def select(scores: np.ndarray, lengths: np.ndarray, budget: int, rng: np.random.Generator

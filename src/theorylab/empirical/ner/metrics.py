@@ -41,13 +41,14 @@ def predict_tags(model, items: Sequence[dict], vocab: Vocab, batch_size: int = 2
                  ) -> list[list[str]]:
     """The model's tag strings for encoded sentences (scored in batches)."""
     dev = next(model.parameters()).device
-    out = []
+    order = sorted(range(len(items)), key=lambda i: len(items[i]["words"]))  # little padding
+    out: list = [None] * len(items)
     for s in range(0, len(items), batch_size):
-        chunk = items[s:s + batch_size]
-        batch = {k: v.to(dev) for k, v in collate(chunk).items()}
+        chunk = order[s:s + batch_size]
+        batch = {k: v.to(dev) for k, v in collate([items[i] for i in chunk]).items()}
         tags = model.predict(batch).tags.cpu()
-        for b, it in enumerate(chunk):
-            out.append([vocab.tags[i] for i in tags[b, :len(it["words"])].tolist()])
+        for b, i in enumerate(chunk):
+            out[i] = [vocab.tags[t] for t in tags[b, :len(items[i]["words"])].tolist()]
     return out
 
 
