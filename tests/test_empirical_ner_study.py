@@ -13,7 +13,7 @@ from theorylab.threads import single_thread
 
 TINY = dict(format="iob2", dev_fraction=0.15, test_fraction=0.15, n_seeds=2, init_words=20,
             round_words=25, n_rounds=2, round_steps=4, epochs_round=4, epochs_full=3,
-            patience=2, word_dim=8, char_dim=4, char_filters=6, char_width=3, word_filters=8,
+            word_dim=8, char_dim=4, char_filters=6, char_width=3, word_filters=8,
             decoder_dim=8, tag_dim=4, lstm_hidden=6, mc_passes=3, score_batch=7, device="cpu",
             batch_size=8)
 
