@@ -101,3 +101,13 @@ def test_study_rejects_bad_config(tiny_file):
         NerActiveStudy(strategies=("mnlp", "entropy"))
     with pytest.raises(ConfigError, match="'data' of NerActiveStudy"):
         NerActiveStudy(data="/no/such/file").corpus()
+
+
+@pytest.mark.slow
+def test_quick_form_cnn_leaves_the_all_o_solution_on_every_seed():
+    """Regression (study version 2, lr 1e-2: seed 0 stayed all-O, test F1 0): the quick form's
+    full-data CNN-CNN-LSTM finds entities on each of the first three seeds."""
+    st = NerActiveStudy().quick().replace(device="cpu")
+    d = st._prepared()
+    f1 = [st._full("cnn", s, d)[0]["f1"] for s in range(3)]
+    assert min(f1) > 0.2, f1
