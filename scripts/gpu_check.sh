@@ -15,6 +15,8 @@ if [[ "${1:-}" == "--prepare" ]]; then
     rm -rf "$VENDOR" && mkdir -p "$VENDOR/wheels" "$VENDOR/data/aaanalysis/_data"
     python3 -m pip download -q --no-deps --only-binary=:all: -d "$VENDOR/wheels" \
         captum==0.9.0 fair-esm==2.0.0
+    # NER (Shen et al. 2018): seqeval and the shipped corpus are sdists: build their wheels here
+    python3 -m pip wheel -q --no-deps -w "$VENDOR/wheels" seqeval==1.2.2 hironsancorpus==0.1.2
     # only the TSVs of aaanalysis: a namespace package that theorylab finds via find_spec
     src=$(python3 -c "import importlib.util as u; print(list(u.find_spec('aaanalysis').submodule_search_locations)[0])")
     mkdir -p "$VENDOR/data/aaanalysis/_data/benchmarks"
@@ -46,4 +48,11 @@ if [[ "${1:-}" == "--smoke" ]]; then
     exec python3 scripts/gpu_check.py --smoke --out "${2:-${OUT:-results}}"
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-exec python3 scripts/gpu_check.py --out "${1:-${OUT:-results}}"
+OUTDIR="${1:-${OUT:-results}}"
+python3 scripts/gpu_check.py --out "$OUTDIR"
+# NER: CNN-CNN-LSTM vs BiLSTM-CRF training throughput and batched vs looped BALD on CUDA
+if python3 -c "import seqeval, hironsan.corpus, sklearn" 2>/dev/null; then
+    python3 benchmarks/bench_ner.py --device cuda --out "$OUTDIR/ner_gpu.json"
+else
+    echo "NER check skipped: seqeval / hironsancorpus / scikit-learn missing (--prepare)" >&2
+fi

@@ -1,0 +1,117 @@
+"""NER speed, side by side in one run (Shen et al., ICLR 2018):
+
+1. training throughput (sentences/s) of the CNN-CNN-LSTM vs the BiLSTM-CRF at about equal
+   parameter count (the paper's reason for the CNN encoder: 11 s vs 49 s per CoNLL epoch);
+2. pool scoring for BALD: M MC-dropout passes as one batch vs a Python loop over the passes
+   (the target: >= 10x sentences/s).
+
+Data: the shipped Japanese corpus (400 pool sentences). Prints a table and writes
+``benchmarks/results/ner.json`` (``ner_quick.json`` with ``--quick``). ``--device cuda`` runs it
+on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from theorylab.empirical.data.conll import load_hironsan
+from theorylab.empirical.ner.acquisition import mc_predict, mc_predict_loop
+from theorylab.empirical.ner.encode import build_vocab, collate, encode_sentences
+from theorylab.empirical.ner.model import build_tagger
+from theorylab.empirical.train import pick_device
+
+# sizes chosen so that both taggers have about the same parameter count (printed)
+SIZES = {"cnn": dict(word_dim=50, char_dim=25, char_filters=50, char_width=5, word_filters=200,
+                     decoder_dim=100, tag_dim=25),
+         "bilstm_crf": dict(word_dim=50, char_dim=25, char_filters=50, char_width=5,
+                            hidden=150)}
+
+
+def _sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def train_throughput(arch, vocab, items, dev, epochs, batch=32):
+    model = build_tagger(arch, len(vocab.words), len(vocab.chars), len(vocab.tags), 0,
+                         **SIZES[arch]).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    batches = [{k: v.to(dev) for k, v in collate(items[i:i + batch]).items()}
+               for i in range(0, len(items), batch)]
+    model.train()
+    for b in batches[:2]:  # warm-up
+        model.loss(b).backward()
+    _sync(dev)
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        for b in batches:
+            opt.zero_grad()
+            model.loss(b).backward()
+            opt.step()
+    _sync(dev)
+    sec = time.perf_counter() - t0
+    return {"arch": arch, "params": sum(p.numel() for p in model.parameters()),
+            "sentences_per_s": epochs * len(items) / sec, "seconds": sec}
+
+
+def bald_scoring(vocab, items, dev, passes, repeats):
+    model = build_tagger("cnn", len(vocab.words), len(vocab.chars), len(vocab.tags), 0,
+                         **SIZES["cnn"]).to(dev)
+    order = sorted(range(len(items)), key=lambda i: len(items[i]["words"]))
+    batches = [{k: v.to(dev) for k, v in collate([items[j] for j in order[i:i + 64]]).items()}
+               for i in range(0, len(items), 64)]
+    out = {}
+    for name, fn in (("batched", mc_predict), ("loop", mc_predict_loop)):
+        fn(model, batches[0], passes, 0)
+        _sync(dev)
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for k, b in enumerate(batches):
+                fn(model, b, passes, k)
+            _sync(dev)
+            best = min(best, time.perf_counter() - t0)
+        out[name] = len(items) / best
+    return {"passes": passes, "batched_sentences_per_s": out["batched"],
+            "loop_sentences_per_s": out["loop"], "ratio": out["batched"] / out["loop"]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    dev = pick_device(args.device)
+    sents = load_hironsan()[:400]
+    vocab = build_vocab(sents, sents, "iobes", "iob2")
+    items = encode_sentences(sents, vocab, "iob2")
+    epochs, passes, repeats = (1, 10, 1) if args.quick else (3, 20, 3)
+    if args.quick:
+        items = items[:160]
+    train_rows = [train_throughput(a, vocab, items, dev, epochs) for a in SIZES]
+    ratio = train_rows[0]["sentences_per_s"] / train_rows[1]["sentences_per_s"]
+    bald = bald_scoring(vocab, items, dev, passes, repeats)
+    print(f"{'tagger':12s} {'params':>9s} {'train sent/s':>13s}")
+    for r in train_rows:
+        print(f"{r['arch']:12s} {r['params']:9d} {r['sentences_per_s']:13.1f}")
+    print(f"CNN-CNN-LSTM / BiLSTM-CRF training throughput: {ratio:.2f}x (paper: 49/11 = 4.5x)")
+    print(f"BALD, {passes} passes: batched {bald['batched_sentences_per_s']:.1f} sent/s, loop "
+          f"{bald['loop_sentences_per_s']:.1f} sent/s: {bald['ratio']:.1f}x (target >= 10x)")
+    meta = dict(python=platform.python_version(), torch=torch.__version__, device=str(dev),
+                threads=torch.get_num_threads(), machine=platform.machine(), quick=args.quick)
+    if args.out is None:
+        args.out = Path(__file__).parent / "results" / ("ner_quick.json" if args.quick else "ner.json")
+    args.out.parent.mkdir(exist_ok=True)
+    args.out.write_text(json.dumps({"meta": meta, "train": train_rows, "train_ratio": ratio,
+                                    "bald": bald}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+r"""The taggers of Shen et al. (ICLR 2018): CNN-CNN-LSTM, and a BiLSTM-CRF baseline.
+
+**CNN-CNN-LSTM** (their section 3). Character encoder: embeddings of a word's characters, one
+convolution (width ``char_width``), ReLU, max-pool over the characters → :math:`c_i`. Word
+encoder: :math:`w^{full}_i = [c_i; w^{emb}_i]`, two convolutions of width 3 (ReLU, dropout) →
+:math:`h^{Enc}_i = [h^{conv}_i; w^{full}_i]`. Tag decoder: an LSTM whose input at step i is
+:math:`[h^{Enc}_i; y_{i-1}]` (the previous tag's embedding; a GO tag at i = 1) and a softmax
+:math:`P(y_i \mid y_{<i}, x)`. Training feeds the gold previous tag (teacher forcing); decoding
+is greedy, feeding the predicted one, and returns
+:math:`\log P(\hat y \mid x) = \sum_i \log P(\hat y_i \mid \hat y_{<i}, x)` (used by LC and MNLP).
+During training each word id is replaced by UNK with probability ``word_dropout``.
+
+**BiLSTM-CRF** (Lample et al. 2016; the paper's LSTM-based comparison): the same character
+encoder and word embeddings, a bidirectional LSTM, a linear layer to emissions and a
+linear-chain CRF (:mod:`.crf`); decoding is Viterbi, with :math:`\log P(\hat y\mid x) = s(\hat y)
+- \log Z`.
+
+Both models: ``loss(batch)`` (the sentence NLL summed over tokens, averaged over sentences),
+``predict(batch, mc=False)`` → :class:`Prediction`. ``mc=True`` keeps the (non-word) dropout
+active at inference: MC dropout for BALD (Gal & Ghahramani 2016). Padded positions are masked
+after every layer, so a sentence's outputs do not depend on what it is batched with.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from theorylab.empirical.ner import crf
+from theorylab.empirical.ner.encode import PAD, UNK
+
+__all__ = ["Prediction", "CharCNN", "CNNCNNLSTM", "BiLSTMCRF", "ARCHS", "build_tagger"]
+
+
+class Prediction(NamedTuple):
+    """Predicted tag ids (B, T; 0 past each end) and :math:`\\log P(\\hat y \\mid x)` (B,)."""
+
+    tags: torch.Tensor
+    logp: torch.Tensor
+
+
+class CharCNN(nn.Module):
+    """Character embeddings → convolution → ReLU → max over the word's characters."""
+
+    def __init__(self, n_chars: int, dim: int, filters: int, width: int):
+        super().__init__()
+        self.emb = nn.Embedding(n_chars, dim, padding_idx=PAD)
+        self.conv = nn.Conv1d(dim, filters, width, padding=width // 2)
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        B, T, C = chars.shape
+        x = self.emb(chars.view(B * T, C)).transpose(1, 2)           # (BT, dim, C)
+        h = F.relu(self.conv(x))[:, :, :C]                            # (BT, filters, C)
+        h = h.masked_fill((chars.view(B * T, 1, C) == PAD), float("-inf")).amax(2)
+        return torch.nan_to_num(h, neginf=0.0).view(B, T, -1)         # all-pad words → 0
+
+
+class _Tagger(nn.Module):
+    def __init__(self, n_words, n_chars, n_tags, word_dim, char_dim, char_filters, char_width,
+                 dropout, word_dropout):
+        super().__init__()
+        self.n_tags, self.p, self.word_dropout = n_tags, dropout, word_dropout
+        self.mc = False
+        self.word_emb = nn.Embedding(n_words, word_dim, padding_idx=PAD)
+        self.char = CharCNN(n_chars, char_dim, char_filters, char_width)
+        self.in_dim = word_dim + char_filters
+
+    def _drop(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(x, self.p, training=self.training or self.mc)
+
+    def _inputs(self, batch: dict) -> torch.Tensor:
+        """:math:`w^{full} = [c; w^{emb}]` (B, T, in_dim), zero at padding."""
+        words = batch["words"]
+        if self.training and self.word_dropout > 0:
+            drop = torch.rand(words.shape, device=words.device) < self.word_dropout
+            words = torch.where(drop & (words != PAD), torch.full_like(words, UNK), words)
+        x = torch.cat([self.char(batch["chars"]), self.word_emb(words)], dim=-1)
+        return x * batch["mask"].unsqueeze(-1)
+
+    @torch.no_grad()
+    def predict(self, batch: dict, mc: bool = False) -> Prediction:
+        was = self.training
+        self.eval()
+        self.mc = mc
+        try:
+            return self._predict(batch)
+        finally:
+            self.mc = False
+            self.train(was)
+
+
+class CNNCNNLSTM(_Tagger):
+    """Shen et al.'s tagger: char CNN, word CNN, greedy LSTM decoder (see the module doc)."""
+
+    def __init__(self, n_words: int, n_chars: int, n_tags: int, word_dim: int = 50,
+                 char_dim: int = 25, char_filters: int = 50, char_width: int = 5,
+                 word_filters: int = 200, decoder_dim: int = 100, tag_dim: int = 25,
+                 dropout: float = 0.5, word_dropout: float = 0.5):
+        super().__init__(n_words, n_chars, n_tags, word_dim, char_dim, char_filters, char_width,
+                         dropout, word_dropout)
+        self.conv1 = nn.Conv1d(self.in_dim, word_filters, 3, padding=1)
+        self.conv2 = nn.Conv1d(word_filters, word_filters, 3, padding=1)
+        self.tag_emb = nn.Embedding(n_tags + 1, tag_dim)               # id n_tags = GO
+        self.decoder = nn.LSTM(word_filters + self.in_dim + tag_dim, decoder_dim, batch_first=True)
+        self.out = nn.Linear(decoder_dim, n_tags)
+
+    def encode(self, batch: dict) -> torch.Tensor:
+        """:math:`h^{Enc}` (B, T, word_filters + in_dim)."""
+        m = batch["mask"].unsqueeze(1)
+        x = self._drop(self._inputs(batch))
+        h = x.transpose(1, 2)
+        h = self._drop(F.relu(self.conv1(h)) * m)
+        h = self._drop(F.relu(self.conv2(h)) * m)
+        return torch.cat([h.transpose(1, 2), x], dim=-1)
+
+    def _prev(self, tags: torch.Tensor) -> torch.Tensor:
+        go = torch.full_like(tags[:, :1], self.n_tags)
+        return torch.cat([go, tags[:, :-1]], dim=1)
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        enc = self.encode(batch)
+        dec, _ = self.decoder(torch.cat([enc, self.tag_emb(self._prev(batch["tags"]))], -1))
+        logits = self.out(self._drop(dec))
+        nll = F.cross_entropy(logits.transpose(1, 2), batch["tags"], reduction="none")
+        return (nll * batch["mask"]).sum() / nll.shape[0]
+
+    def _predict(self, batch: dict) -> Prediction:
+        """Greedy decoding; the LSTM step written out (one call of ``nn.LSTM`` per step costs
+        more than the step): gates = W_ih [h_enc; y_prev] + b_ih + W_hh h + b_hh."""
+        enc = self.encode(batch)
+        B, T, d_enc = enc.shape
+        lstm = self.decoder
+        w_enc, w_tag = lstm.weight_ih_l0[:, :d_enc], lstm.weight_ih_l0[:, d_enc:]
+        x_enc = enc @ w_enc.T + lstm.bias_ih_l0 + lstm.bias_hh_l0   # (B, T, 4H), all steps
+        tag_in = self.tag_emb.weight @ w_tag.T                        # (n_tags + 1, 4H)
+        h = enc.new_zeros(B, lstm.hidden_size)
+        c = enc.new_zeros(B, lstm.hidden_size)
+        prev = torch.full((B,), self.n_tags, dtype=torch.long, device=enc.device)
+        tags, logps = [], []
+        for t in range(T):
+            i, f, g, o = (x_enc[:, t] + tag_in[prev] + h @ lstm.weight_hh_l0.T).chunk(4, -1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            logp = F.log_softmax(self.out(self._drop(h)), dim=-1)
+            lp, prev = logp.max(-1)
+            tags.append(prev)
+            logps.append(lp)
+        mask = batch["mask"]
+        tags = torch.stack(tags, 1) * mask
+        return Prediction(tags, (torch.stack(logps, 1) * mask).sum(1))
+
+    def _slow_predict(self, batch: dict) -> Prediction:
+        """Reference twin of :meth:`_predict`: one sentence at a time, ``nn.LSTM`` per step."""
+        tags, logps = [], []
+        for b in range(batch["words"].shape[0]):
+            n = int(batch["mask"][b].sum())
+            one = {k: v[b:b + 1, :n] for k, v in batch.items()}
+            enc = self.encode(one)
+            prev = torch.full((1,), self.n_tags, dtype=torch.long, device=enc.device)
+            state, seq, total = None, [], 0.0
+            for t in range(n):
+                step = torch.cat([enc[:, t], self.tag_emb(prev)], -1).unsqueeze(1)
+                out, state = self.decoder(step, state)
+                logp = F.log_softmax(self.out(self._drop(out[:, 0])), dim=-1)
+                lp, prev = logp.max(-1)
+                seq.append(int(prev))
+                total = total + lp
+            row = torch.zeros(batch["words"].shape[1], dtype=torch.long)
+            row[:n] = torch.tensor(seq)
+            tags.append(row)
+            logps.append(total)
+        return Prediction(torch.stack(tags), torch.cat(logps))
+
+
+class BiLSTMCRF(_Tagger):
+    """Char CNN + word embeddings → BiLSTM → emissions → linear-chain CRF."""
+
+    def __init__(self, n_words: int, n_chars: int, n_tags: int, word_dim: int = 50,
+                 char_dim: int = 25, char_filters: int = 50, char_width: int = 5,
+                 hidden: int = 100, dropout: float = 0.5, word_dropout: float = 0.5):
+        super().__init__(n_words, n_chars, n_tags, word_dim, char_dim, char_filters, char_width,
+                         dropout, word_dropout)
+        self.lstm = nn.LSTM(self.in_dim, hidden, batch_first=True, bidirectional=True)
+        self.emit = nn.Linear(2 * hidden, n_tags)
+        self.trans = nn.Parameter(torch.zeros(n_tags, n_tags))
+        self.start = nn.Parameter(torch.zeros(n_tags))
+        self.end = nn.Parameter(torch.zeros(n_tags))
+
+    def emissions(self, batch: dict) -> torch.Tensor:
+        x = self._drop(self._inputs(batch))
+        lengths = batch["mask"].sum(1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True,
+                                                   enforce_sorted=False)
+        h, _ = self.lstm(packed)
+        h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=x.shape[1])
+        return self.emit(self._drop(h))
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        em, mask = self.emissions(batch), batch["mask"]
+        p = (self.trans, self.start, self.end)
+        nll = crf.log_partition(em, mask, *p) - crf.sequence_score(em, batch["tags"], mask, *p)
+        return nll.mean()
+
+    def _predict(self, batch: dict) -> Prediction:
+        em, mask = self.emissions(batch), batch["mask"]
+        p = (self.trans, self.start, self.end)
+        tags, best = crf.viterbi(em, mask, *p)
+        return Prediction(tags, best - crf.log_partition(em, mask, *p))
+
+
+ARCHS = {"cnn": CNNCNNLSTM, "bilstm_crf": BiLSTMCRF}
+
+
+def build_tagger(arch: str, n_words: int, n_chars: int, n_tags: int, seed: int, **sizes
+                 ) -> _Tagger:
+    """A freshly initialised tagger (``arch`` in :data:`ARCHS`), its weights drawn from ``seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return ARCHS[arch](n_words, n_chars, n_tags, **sizes)
