@@ -265,3 +265,74 @@ def test_runs_are_bit_reproducible():
     b = run_stream(lambda: mlp(64, 10, 16), stream, make_strategy("agem", memory=50), cfg, seed=4)
     np.testing.assert_array_equal(a.R, b.R)
     assert accuracy(mlp(64, 10, 16), stream[0]) >= 0
+
+
+# --- the study and its claims ---------------------------------------------------------------
+
+from theorylab.empirical.continual.study import ContinualStudy  # noqa: E402
+from theorylab.papers import cl as cl_paper  # noqa: E402
+from theorylab.study import records  # noqa: E402
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.integers(2, 6), st.integers(0, 10**6))
+def test_metrics_equal_the_loop_reference(T, seed):
+    rng = np.random.default_rng(seed)
+    R, b = rng.uniform(size=(T, T)), rng.uniform(size=T)
+    fast = metrics.summary(R, b)
+    ref = cl_paper.reference_metrics(R, b)
+    for k in ref:
+        assert fast[k] == pytest.approx(ref[k], abs=1e-12)
+
+
+def test_study_unit_records_hold_the_matrix_and_its_metrics():
+    study = ContinualStudy(dataset="digits", train_per_class=40, test_per_class=20, hidden=16,
+                           epochs=1, n_seeds=1, methods=("naive", "replay"),
+                           settings=("class",), memory=30)
+    rows = study.run_unit({"setting": "class", "method": "replay", "seed": 0})
+    import pandas as pd
+    t = pd.DataFrame(rows)
+    R_rows, summary = records(t, "R"), records(t, "summary")
+    assert len(R_rows) == 5 * 5 + 5 and len(summary) == 1
+    R = R_rows[R_rows.i >= 0].pivot_table(index="i", columns="j", values="acc").to_numpy()
+    b = R_rows[R_rows.i < 0].sort_values("j").acc.to_numpy()
+    for k, v in metrics.summary(R, b).items():
+        assert summary[k].iloc[0] == pytest.approx(v)
+    again = study.run_unit({"setting": "class", "method": "replay", "seed": 0})
+    strip = [{k: v for k, v in r.items() if k != "seconds_per_task"} for r in rows]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds_per_task"} for r in again]
+    units = ContinualStudy().units()
+    assert {"setting": "task", "method": "packnet", "seed": 0} in units
+    assert not [u for u in units if u["method"] == "packnet" and u["setting"] != "task"]
+    with pytest.raises(ConfigError, match="must include 'naive'"):
+        ContinualStudy(methods=("replay",))
+
+
+def _summary_table(gains: dict[str, float], n_seeds: int = 6, spread: float = 0.01):
+    import pandas as pd
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(n_seeds):
+        base = 0.2 + rng.normal(0, 0.02)
+        for m, g in {"naive": 0.0, **gains}.items():
+            rows.append({"setting": "class", "method": m, "seed": seed,
+                         "acc": base + g + rng.normal(0, spread), "bwt": -0.9 + g})
+    return pd.DataFrame(rows)
+
+
+def test_collapse_and_gain_claims_can_fail_and_hold():
+    table = _summary_table({"ewc": 0.3, "si": 0.01, "replay": 0.35, "agem": -0.02})
+    assert cl_paper.versus_naive(table, "ewc").status == "fails"      # EWC did not collapse
+    assert cl_paper.versus_naive(table, "si").status == "holds"
+    assert cl_paper.versus_naive(table, "replay").status == "holds"
+    assert cl_paper.versus_naive(table, "agem").status == "fails"
+    noisy = _summary_table({"replay": 0.05}, n_seeds=3, spread=0.2)
+    assert cl_paper.versus_naive(noisy, "replay").status == "inconclusive"
+
+
+def test_joint_upper_bound_fails_when_a_method_beats_joint():
+    ok = _summary_table({"joint": 0.5, "replay": 0.3})
+    assert cl_paper.joint_upper_bound(ok).status == "holds"
+    bad = _summary_table({"joint": 0.3, "replay": 0.5})
+    v = cl_paper.joint_upper_bound(bad)
+    assert v.status == "fails" and v.details["largest_upper_end"] == "class.replay"

@@ -93,6 +93,6 @@ def run_stream(make_model: Callable[[], torch.nn.Module], stream: list[Task], st
         strategy.after_task(learner, task)
         learner.done.append(task)
         seconds.append(time.perf_counter() - t0)
-        R[i] = [accuracy(model, t) for t in stream]
+        R[i] = [accuracy(strategy.evaluation_model(learner, t), t) for t in stream]
     return StreamResult(R, b, seconds, strategy.state_bytes(),
                         sum(p.numel() for p in model.parameters()))

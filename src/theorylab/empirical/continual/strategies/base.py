@@ -74,6 +74,10 @@ class Strategy:
     def after_task(self, learner: Learner, task: Task) -> None:
         """Called after training on ``task``."""
 
+    def evaluation_model(self, learner: Learner, task: Task) -> torch.nn.Module:
+        """The network that answers for ``task`` at test time (parameter isolation masks it)."""
+        return learner.model
+
     def state_bytes(self) -> int:
         """Bytes of memory the strategy keeps across tasks (buffers, anchors, importances)."""
         return 0
