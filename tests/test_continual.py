@@ -336,3 +336,14 @@ def test_joint_upper_bound_fails_when_a_method_beats_joint():
     bad = _summary_table({"joint": 0.3, "replay": 0.5})
     v = cl_paper.joint_upper_bound(bad)
     assert v.status == "fails" and v.details["largest_upper_end"] == "class.replay"
+
+
+@pytest.mark.skipif(not __import__("theorylab.empirical.data.images", fromlist=["x"])
+                    .fashion_mnist_available(),
+                    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+def test_fashion_mnist_reads_as_published():
+    from theorylab.empirical.data.images import load_fashion_mnist
+    X, y = load_fashion_mnist("test")
+    assert X.shape == (10_000, 28, 28) and X.dtype == np.float32
+    assert 0.0 <= X.min() and X.max() <= 1.0
+    assert np.bincount(y).tolist() == [1000] * 10   # the test set is balanced

@@ -64,7 +64,7 @@ class ContinualStudy(Study):
     dataset: str = "fashion-mnist"
     settings: tuple[str, ...] = SETTINGS
     methods: tuple[str, ...] = METHODS
-    train_per_class: int = 1000       # of 6,000 per class in Fashion-MNIST
+    train_per_class: int = 500        # of 6,000 per class in Fashion-MNIST
     test_per_class: int = 500         # of 1,000
     permuted_tasks: int = 10
     hidden: int = 256
@@ -75,7 +75,7 @@ class ContinualStudy(Study):
     si_c: float = 1.0
     lwf_lambda: float = 1.0
     memory: int = 500                 # replay / A-GEM buffer (examples)
-    n_seeds: int = 8
+    n_seeds: int = 5
     seed: int = 0
 
     constraints: ClassVar = {
