@@ -11,8 +11,10 @@ share its data subset) and decided by the 95 % t-interval over seeds of the pair
 The expectations per method in the class-incremental setting come from the literature, not from
 our runs: regularisation- and distillation-only methods (EWC, SI, LwF) collapse to about the last
 task's accuracy, as naive fine-tuning does (van de Ven & Tolias, "Three scenarios for continual
-learning", arXiv 1904.07734, Split MNIST class-IL: naive 19.90, EWC 20.01, SI 19.99, LwF 23.85 %);
-methods that replay data or its gradients keep most of it (same source: DGR 90.79 %). So EWC, SI
+learning", arXiv 1904.07734: "regularization-based approaches ... fail" in class-IL; their Split
+MNIST class-IL numbers, as quoted in book/papers.md and not checked against their table here:
+naive 19.90, EWC 20.01, SI 19.99, LwF 23.85 %); methods that replay data or its gradients keep
+most of it (same source: DGR 90.79 %). So EWC, SI
 and LwF are tested for *no* gain over naive beyond :data:`COLLAPSE_MARGIN` (LwF's published gain is
 3.95 points), replay, A-GEM and generative replay for a gain. PackNet needs the task's identity at
 test time and runs in the task-incremental setting only.
