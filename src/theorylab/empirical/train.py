@@ -258,12 +258,17 @@ def _better(mode: str, score: float, best: float) -> bool:
 def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
           train_data: Sequence, config: TrainConfig = TrainConfig(), *,
           val_fn: Callable[[torch.nn.Module], float] | None = None,
-          collate: Callable | None = None) -> TrainResult:
+          collate: Callable | None = None,
+          after_backward: Callable[[torch.nn.Module], None] | None = None,
+          after_step: Callable[[torch.nn.Module], None] | None = None) -> TrainResult:
     """Train ``model`` in place on ``train_data``; return the history.
 
     ``loss_fn(model, batch)`` returns the scalar loss of a batch already on the device;
     ``val_fn(model)`` returns a validation score (lower is better for ``val_mode="min"``, higher
     for ``"max"``) used for early stopping and for restoring the best weights at the end.
+    ``after_backward(model)`` runs once the gradients are in ``.grad`` (before clipping and the
+    step: e.g. a gradient projection), ``after_step(model)`` after each optimiser step (e.g. a
+    path integral over the parameter updates); continual-learning strategies use both.
     Raises :class:`~theorylab.errors.TrainingDivergedError` on a non-finite loss.
     """
     if len(train_data) == 0:
@@ -335,9 +340,13 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torc
                 loss_sum, n = ddp.backward(model, loss_fn, train_data, batch, collate, use_amp)
                 if not math.isfinite(loss_sum):
                     raise _diverged(loss_sum / n, result, epoch, config, ckpt, t0)
+            if after_backward is not None:
+                after_backward(model)
             if config.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
+            if after_step is not None:
+                after_step(model)
             total += loss_sum
             count += n
             result.steps += 1

@@ -20,7 +20,8 @@ __all__ = ["MODULES", "ENTRY_POINT_GROUP", "modules", "load_all", "study_names",
            "load_studies"]
 
 MODULES = ("theorylab.papers.moe", "theorylab.papers.beb", "theorylab.papers.exo",
-           "theorylab.papers.esm", "theorylab.papers.cst", "theorylab.papers.ner")
+           "theorylab.papers.esm", "theorylab.papers.cst", "theorylab.papers.ner",
+           "theorylab.papers.cl")
 ENTRY_POINT_GROUP = "theorylab.papers"
 
 

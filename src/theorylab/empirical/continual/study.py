@@ -1,0 +1,148 @@
+r"""The continual-learning study: every strategy × setting × seed on one image stream.
+
+Streams (:mod:`.streams`): Split Fashion-MNIST, five tasks of two classes — (0,1), (2,3), (4,5),
+(6,7), (8,9) — in the task- and class-incremental settings, and Permuted Fashion-MNIST
+(domain-incremental). Each seed draws its own class-balanced subset of the training and test
+images (an artifact shared by every strategy of that seed, so strategies are compared on the same
+data: a paired design), its own initialisation and its own batch order. The backbone is a
+two-hidden-layer ReLU MLP; every strategy trains with the same :class:`TrainConfig` (AdamW,
+``epochs`` per task). ``dataset="digits"`` runs the same study on scikit-learn's 8×8 digits.
+
+Records per unit (setting, method, seed): ``R`` (one row per (i, j) of the accuracy matrix, and
+the accuracy ``b`` at initialisation as i = -1) and ``summary`` (ACC, BWT, FWT, forgetting, seconds
+of training per task, the strategy's memory in bytes, the model's parameters).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from theorylab.constraints import POSITIVE, SEED, Choice, Int, Tuple
+from theorylab.empirical.continual import metrics
+from theorylab.empirical.continual.learner import mlp, run_stream
+from theorylab.empirical.continual.strategies import make_strategy
+from theorylab.empirical.continual.streams import SETTINGS, permuted_stream, split_stream
+from theorylab.empirical.train import TrainConfig
+from theorylab.errors import ConfigError
+from theorylab.seeding import rng_for
+from theorylab.study import Study, memory_context
+from theorylab.threads import single_thread
+
+__all__ = ["ContinualStudy", "SPLITS", "METHODS", "TASK_ID_ONLY"]
+
+SPLITS = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
+METHODS = ("naive", "joint", "ewc", "si", "lwf", "replay", "agem", "generative", "packnet")
+TASK_ID_ONLY = ("packnet",)   # need the task's identity at test time: task-incremental only
+
+
+@functools.lru_cache(maxsize=2)
+def _dataset(name: str):
+    from theorylab.empirical.data import images
+    if name == "digits":
+        X, y = images.load_digits()
+        rng = np.random.default_rng(0)          # a fixed train/test split of the 1,797 images
+        idx = rng.permutation(len(y))
+        cut = int(0.7 * len(y))
+        return (X[idx[:cut]], y[idx[:cut]]), (X[idx[cut:]], y[idx[cut:]])
+    return images.load_fashion_mnist("train"), images.load_fashion_mnist("test")
+
+
+def _balanced(y: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
+    idx = [rng.permutation(np.flatnonzero(y == c))[:per_class] for c in np.unique(y)]
+    return np.sort(np.concatenate(idx))
+
+
+@dataclass(frozen=True)
+class ContinualStudy(Study):
+    name: ClassVar[str] = "cl-vision"
+    version: ClassVar[int] = 1
+    dataset: str = "fashion-mnist"
+    settings: tuple[str, ...] = SETTINGS
+    methods: tuple[str, ...] = METHODS
+    train_per_class: int = 500        # of 6,000 per class in Fashion-MNIST
+    test_per_class: int = 500         # of 1,000
+    permuted_tasks: int = 10
+    hidden: int = 256
+    epochs: int = 4
+    batch_size: int = 64
+    lr: float = 1e-3
+    ewc_lambda: float = 100.0
+    si_c: float = 1.0
+    lwf_lambda: float = 1.0
+    memory: int = 500                 # replay / A-GEM buffer (examples)
+    n_seeds: int = 5
+    seed: int = 0
+
+    constraints: ClassVar = {
+        "dataset": Choice(("fashion-mnist", "digits")),
+        "settings": Tuple(Choice(SETTINGS), min_len=1),
+        "methods": Tuple(Choice(METHODS), min_len=1),
+        "train_per_class": Int(1, 6000), "test_per_class": Int(1, 1000),
+        "permuted_tasks": Int(2, 50), "hidden": Int(1, 4096), "epochs": Int(1, 100),
+        "batch_size": Int(1, 60_000), "lr": POSITIVE, "ewc_lambda": POSITIVE, "si_c": POSITIVE,
+        "lwf_lambda": POSITIVE, "memory": Int(0, 60_000), "n_seeds": Int(1, 100), "seed": SEED,
+    }
+
+    def check(self) -> None:
+        if "naive" not in self.methods:
+            raise ConfigError("'methods' of ContinualStudy must include 'naive' (every claim "
+                              "compares with it).")
+
+    def quick(self) -> ContinualStudy:
+        return self.replace(train_per_class=200, test_per_class=200, permuted_tasks=3,
+                            hidden=128, n_seeds=8)
+
+    def units(self) -> list[dict]:
+        return [{"setting": s, "method": m, "seed": r} for s in self.settings
+                for m in self.methods for r in range(self.n_seeds)
+                if not (m in TASK_ID_ONLY and s != "task")]
+
+    def _data(self, seed: int) -> dict:
+        (xtr, ytr), (xte, yte) = _dataset(self.dataset)
+        rng = rng_for(self.seed, "subset", seed)
+        tr, te = _balanced(ytr, self.train_per_class, rng), _balanced(yte, self.test_per_class, rng)
+        return {"x_train": torch.from_numpy(xtr[tr]), "y_train": torch.from_numpy(ytr[tr]),
+                "x_test": torch.from_numpy(xte[te]), "y_test": torch.from_numpy(yte[te])}
+
+    def stream(self, setting: str, seed: int, ctx=None):
+        d = memory_context(self, ctx).artifact(
+            "data", seed, lambda: self._data(seed),
+            depends_on=("dataset", "train_per_class", "test_per_class", "seed"))
+        train, test = ((d[f"x_{s}"].numpy(), d[f"y_{s}"].numpy()) for s in ("train", "test"))
+        if setting == "domain":
+            return permuted_stream(train, test, self.permuted_tasks, seed=rng_for(
+                self.seed, "perm", seed).integers(2**62))
+        return split_stream(train, test, SPLITS, setting)
+
+    def strategy(self, method: str):
+        params = {"ewc": {"lam": self.ewc_lambda}, "si": {"c": self.si_c},
+                  "lwf": {"lam": self.lwf_lambda}, "replay": {"memory": self.memory},
+                  "agem": {"memory": self.memory},
+                  "generative": {"hidden": self.hidden}}.get(method, {})
+        return make_strategy(method, **params)
+
+    def run_unit(self, unit, ctx=None):
+        setting, method, seed = unit["setting"], unit["method"], int(unit["seed"])
+        stream = self.stream(setting, seed, ctx)
+        dim, n_classes = stream[0].x_train.shape[1], stream[0].n_classes
+        config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                             device="cpu", seed=0)
+        with single_thread():
+            res = run_stream(lambda: mlp(dim, n_classes, self.hidden), stream,
+                             self.strategy(method), config, seed=int(rng_for(
+                                 self.seed, "run", seed).integers(2**62)))
+        key = {"setting": setting, "method": method, "seed": seed}
+        T = len(stream)
+        rows = [{"record": "R", **key, "i": i, "j": j, "acc": float(res.R[i, j])}
+                for i in range(T) for j in range(T)]
+        rows += [{"record": "R", **key, "i": -1, "j": j, "acc": float(res.b[j])} for j in range(T)]
+        rows.append({"record": "summary", **key, **metrics.summary(res.R, res.b),
+                     "seconds_per_task": float(np.mean(res.seconds)),
+                     "state_bytes": int(res.state_bytes), "params": int(res.params),
+                     "n_tasks": T})
+        return rows
