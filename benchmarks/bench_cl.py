@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from theorylab.empirical.continual.study import METHODS, TASK_ID_ONLY, ContinualStudy
 from theorylab.empirical.continual.learner import mlp, run_stream
+from theorylab.empirical.continual.study import METHODS, TASK_ID_ONLY, ContinualStudy
 from theorylab.empirical.data.images import fashion_mnist_available
 from theorylab.empirical.train import TrainConfig
 
@@ -35,14 +35,14 @@ def main(argv=None):
     print(f"{'setting':8s} {'method':11s} {'CPU s/task':>10s} {'x naive':>8s} {'memory [kB]':>12s}")
     for setting in ("class", "task"):
         stream = study.stream(setting, 0)
-        run_stream(lambda: mlp(stream[0].x_train.shape[1], 10, study.hidden), stream[:1],
+        run_stream(lambda dim=stream[0].x_train.shape[1]: mlp(dim, 10, study.hidden), stream[:1],
                    study.strategy("naive"), TrainConfig(epochs=1, device="cpu"))  # warm-up
         base = None
         for method in METHODS:
             if method in TASK_ID_ONLY and setting != "task":
                 continue
             t0 = time.process_time()
-            res = run_stream(lambda: mlp(stream[0].x_train.shape[1], 10, study.hidden), stream,
+            res = run_stream(lambda dim=stream[0].x_train.shape[1]: mlp(dim, 10, study.hidden), stream,
                              study.strategy(method),
                              TrainConfig(epochs=study.epochs, batch_size=64, device="cpu"))
             per_task = (time.process_time() - t0) / len(stream)
