@@ -28,7 +28,8 @@ from theorylab.criteria import AllOf, CIAbove, Equality, RateBand, RateBound, Th
 from theorylab.plotting import figure, savefig, style
 
 PAPER = "MoE-LSE"
-STUDIES = {"moe-rates": "theorylab.simulations.moe_rates"}  # study name -> its module
+STUDIES = {"moe-rates": "theorylab.simulations.moe_rates",  # study name -> its module
+           "moe-global": "theorylab.simulations.moe_global"}
 LSE_TOL = 1e-9          # relative slack of "objective at the fit ≤ objective at the truth"
 LSE_MIN_FRACTION = 0.99
 SLOPE_HALF_WIDTH = 0.125  # half the gap between the rates 1/2 and 1/4: a CI cannot hold both
@@ -125,9 +126,10 @@ def _(ctx: Context) -> Verdict:
                    details={"linear": lin._asdict(), "sigmoid": sig._asdict()})
 
 
-@claim("moe.optimizer.finds_lse", paper=PAPER, kind="simulation",
-       statement=f"the optimiser finds the LSE: in >= {LSE_MIN_FRACTION:.0%} of fits the objective "
-                 f"at the fit is <= the objective at G* (+{LSE_TOL:g} relative)")
+@claim("moe.optimizer.below_truth", paper=PAPER, kind="simulation",
+       statement=f"in >= {LSE_MIN_FRACTION:.0%} of the rate study's fits the objective at the fit "
+                 f"is <= the objective at G* (+{LSE_TOL:g} relative): necessary for the fit to be "
+                 "the LSE, not sufficient (moe.optimizer.global measures globality)")
 def _(ctx: Context) -> Verdict:
     found = {f"{e}.{c}": _table(ctx, e, c)["lse_found"].astype(bool) for e, c in CASES}
     allfits = np.concatenate([v.to_numpy() for v in found.values()])
@@ -135,6 +137,61 @@ def _(ctx: Context) -> Verdict:
     return Verdict(measured=frac, criterion=Threshold(">=", LSE_MIN_FRACTION),
                    details={"n_fits": int(allfits.size),
                             "fraction_by_case": {k: float(v.mean()) for k, v in found.items()}})
+
+
+# Globality against the many-start trf reference (simulations.moe_global), fixed before the
+# first measurement. A fit is global when its objective is within GLOBAL_GAP noise variances of
+# the reference's (or below): 0.1 sigma^2 is far below the objective's statistical resolution
+# (each free parameter moves the LSE's objective by ~sigma^2), so two such fits are the same
+# estimate for every loss the claims measure. The fraction must exceed GLOBAL_MIN_FRACTION =
+# 0.9, decided on its Wilson 95 % CI (lower end > 0.9; half-width <= 0.05, else inconclusive).
+# Why 0.9: a miss is an outlier in log D1 of size delta (the log-ratio of D1 at the miss and at
+# the reference). Misses concentrate at small n; a fraction q of all fits missing at the smallest
+# of the quick grid's 5 log-spaced sizes (10^2...10^4) shifts the OLS slope of log D1 on log n
+# by ~0.87 q delta (x_1 - mean x = -2.3, var x = 2.65). q = 0.1 keeps that below the rate
+# claims' precision 0.125 for misses up to delta ~ 1.4 (a factor 4 in D1); the measured delta of
+# the misses is reported (details) so a reader can see whether that premise holds.
+GLOBAL_GAP = 0.1
+GLOBAL_MIN_FRACTION = 0.9
+GLOBAL_HALF_WIDTH = 0.05
+
+
+def globality_verdict(table, gap: str = "gap") -> Verdict:
+    """The globality verdict on a :class:`~theorylab.simulations.moe_global.MoEGlobalStudy`
+    table: Wilson CI of the fraction of fits with ``gap`` <= GLOBAL_GAP (sigma^2 units) against
+    GLOBAL_MIN_FRACTION; details: the gap distribution, misses by case and noise level, D1 at
+    the misses, and the fraction before the split–merge moves (``gap_base``)."""
+    from theorylab.stats import wilson_ci
+    ok = table[gap] <= GLOBAL_GAP
+    n, k = int(ok.size), int(ok.sum())
+    ci = wilson_ci(k, n)
+    miss = table[~ok]
+    qs = (0.5, 0.9, 0.99, 1.0)
+    by = table.assign(ok=ok).groupby(["case", "noise_sd"])["ok"]
+    return Verdict(measured=k / n, ci=ci,
+                   criterion=CIAbove(GLOBAL_MIN_FRACTION, max_half_width=GLOBAL_HALF_WIDTH),
+                   details={"n_fits": n, "within": k,
+                            "gap_quantiles_sigma2": {f"q{q:g}": float(table[gap].quantile(q)) for q in qs},
+                            "fraction_by_case_noise": {f"{c}@{s:g}": float(v.mean()) for (c, s), v in by},
+                            "misses": [{"expert": r.expert, "case": r.case, "noise_sd": r.noise_sd,
+                                        "n": int(r.n), "gap_sigma2": float(getattr(r, gap)),
+                                        "d1_fit": float(r.d1_fit), "d1_ref": float(r.d1_ref)}
+                                       for r in miss.itertuples()],
+                            "log_d1_ratio_at_misses": [float(np.log(r.d1_fit / r.d1_ref))
+                                                       for r in miss.itertuples()],
+                            "fraction_without_moves": float((table["gap_base"] <= GLOBAL_GAP).mean()),
+                            "fit_seconds": float(table["fit_seconds"].sum()),
+                            "fit_seconds_without_moves": float(table["base_seconds"].sum())})
+
+
+@claim("moe.optimizer.global", paper=PAPER, kind="simulation",
+       statement=f"the rate study's fit is the global LSE over the box: in > {GLOBAL_MIN_FRACTION:.0%} "
+                 f"of its problems (fresh seeds; every family, exact/over-fitted, sigma = 1e-5 and "
+                 f"0.01, n = 10^2...10^4) the objective at the fit is within {GLOBAL_GAP:g} sigma^2 "
+                 "of a many-start bounded scipy least_squares (trf) reference, or below it")
+def _(ctx: Context) -> Verdict:
+    from theorylab.simulations.moe_global import MoEGlobalStudy
+    return globality_verdict(ctx.run(ctx.sized(MoEGlobalStudy())))
 
 
 def _register_identifiability(family: str) -> None:
