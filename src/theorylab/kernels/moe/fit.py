@@ -34,7 +34,8 @@ class FitResult(NamedTuple):
 
     objective is :math:`\\sum_i (Y_i - f_{\\hat G}(X_i))^2` on the full data; n_iter the LM
     iterations of the returned polish; converged whether its stopping rule fired before max_iter;
-    n_starts the number of starts screened (random and split) plus the split–merge moves tried.
+    n_starts the number of starts screened (random and split); n_moves the split–merge moves
+    tried (LM runs after the polish).
     """
 
     params: MoEParams
@@ -43,6 +44,7 @@ class FitResult(NamedTuple):
     n_iter: int
     converged: bool
     n_starts: int
+    n_moves: int = 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -515,7 +517,7 @@ def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: 
 
     Returns
     -------
-    FitResult(params, theta, objective, n_iter, converged, n_starts): objective on the full data;
+    FitResult(params, theta, objective, n_iter, converged, n_starts, n_moves): objective on the full data;
     n_iter and converged describe the final (full-data) polish.
 
     Raises
@@ -616,15 +618,16 @@ def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: 
         s2 = cands[0][0] / m
         cands = [c for c in cands if c[0] - cands[0][0] <= polish_margin * s2]
     S, th, it, conv = cands[0]
-    n_tried = len(starts)
+    n_tried = 0
     if k >= 2 and move_rounds > 0:
         th, S, it2, conv2, moved, tried = _moves(np.random.default_rng([seed, 1]), X, y, th, S, k, d,
                                                  family, act, deg, degree, tol, max_iter, bnd,
                                                  move_rounds)
         if moved:  # report the polish of the move taken
             it, conv = it2, conv2
-        n_tried += tried
-    return FitResult(unpack(th, k, d, family, degree), th, float(S), int(it), bool(conv), n_tried)
+        n_tried = tried
+    return FitResult(unpack(th, k, d, family, degree), th, float(S), int(it), bool(conv), len(starts),
+                     n_tried)
 
 
 def lm_fit(X, y, family: str, k: int, theta0, *, degree: int = 1, max_iter: int = 200,
