@@ -151,10 +151,23 @@ def test_moves_reach_the_reference_where_the_starts_alone_miss():
     assert row["obj_fit"] < row["obj_base"]
 
 
+@pytest.mark.parametrize("family", ["sigmoid", "linear"])
+def test_moves_on_a_subsample_never_increase_the_full_objective(family):
+    # n > move_size: the moves search on the nested subsample and their winner must lower the
+    # objective on all n points to be taken
+    X, y = _data(11, 3000, 1e-3, family)
+    base = fit_lse(X, y, family, 3, seed=2, bound=10.0, n_starts=3, move_rounds=0, screen_size=300)
+    sub = fit_lse(X, y, family, 3, seed=2, bound=10.0, n_starts=3, screen_size=300, move_size=600)
+    assert sub.objective <= base.objective and sub.n_moves >= 6
+    assert sub.objective == pytest.approx(sse(X, y, sub.theta, family, 3), rel=1e-12)
+
+
 def test_fit_lse_rejects_negative_move_rounds():
     X, y = _data(0, 50, 0.1)
     with pytest.raises(ConfigError, match="move_rounds"):
         fit_lse(X, y, "sigmoid", 2, seed=0, move_rounds=-1)
+    with pytest.raises(ConfigError, match="move_size"):
+        fit_lse(X, y, "sigmoid", 2, seed=0, move_size=0)
     with pytest.raises(ConfigError, match="must differ"):
         relocate_start(np.random.default_rng(0), pack(G_STAR), "sigmoid", 2, 1, 0, 0)
 

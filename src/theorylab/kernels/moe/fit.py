@@ -475,7 +475,7 @@ def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: 
             max_iter: int = 200, tol: float | None = None, screen_size: int = 2000, n_polish: int = 3,
             init_scale: float = 3.0, screen_iter: int = 100, stage_factor: int = 5,
             bound: float | None = None, split_starts: int = 2, starts=None,
-            polish_margin: float = 50.0, move_rounds: int = 2) -> FitResult:
+            polish_margin: float = 50.0, move_rounds: int = 2, move_size: int = 10_000) -> FitResult:
     r"""Least-squares estimate :math:`\hat G_n \in \arg\min_G \sum_i (Y_i - f_G(X_i))^2`.
 
     Multi-start projected Levenberg–Marquardt (:func:`_lm_core`):
@@ -500,8 +500,11 @@ def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: 
        "remove atom j, split atom i in two" (:func:`relocate_start`, k(k − 1) moves) is run to
        convergence on all n points, and the fit moves to the best result that lowers the
        objective; up to ``move_rounds`` rounds, stopping at the first round that finds nothing
-       lower. The moves draw from their own generator (``default_rng([seed, 1])``), so steps 1–2
-       are unchanged and the moves can only lower the objective. They address the misses the
+       lower. For n > ``move_size`` the moves run on the nested subsample of ``move_size``
+       points (the staged polish's sample, so their cost stays bounded at n = 10⁶) and the best
+       move found there is polished on all n points and taken only if it lowers the full
+       objective. The moves draw from their own generator (``default_rng([seed, 1])``), so
+       steps 1–2 are unchanged and the moves can only lower the objective. They address the misses the
        many-start reference (:func:`~theorylab.kernels.moe.reference.reference_lse`) finds in
        over-fitted problems: an atom parked at a local optimum that more random starts rarely
        leave.
@@ -524,7 +527,8 @@ def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: 
     ------
     ConfigError
         unknown family; k, degree, n_starts, max_iter, screen_size, n_polish, screen_iter < 1,
-        stage_factor < 2, split_starts < 0, move_rounds < 0; tol, init_scale or bound not > 0;
+        stage_factor < 2, split_starts < 0, move_rounds < 0, move_size < 1; tol, init_scale or
+        bound not > 0;
         polish_margin < 0.
     InputError
         non-finite or mis-shaped X / y; fewer points than free parameters.
@@ -552,6 +556,7 @@ def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: 
     check_int(owner, "stage_factor", stage_factor, lo=2)
     check_int(owner, "split_starts", split_starts, lo=0)
     check_int(owner, "move_rounds", move_rounds, lo=0)
+    check_int(owner, "move_size", move_size, lo=1)
     check_real(owner, "polish_margin", polish_margin, lo=0.0)
     if tol is not None:
         check_real(owner, "tol", tol, lo=0.0, lo_open=True)
@@ -620,12 +625,24 @@ def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: 
     S, th, it, conv = cands[0]
     n_tried = 0
     if k >= 2 and move_rounds > 0:
-        th, S, it2, conv2, moved, tried = _moves(np.random.default_rng([seed, 1]), X, y, th, S, k, d,
-                                                 family, act, deg, degree, tol, max_iter, bnd,
-                                                 move_rounds)
-        if moved:  # report the polish of the move taken
-            it, conv = it2, conv2
-        n_tried = tried
+        mrng = np.random.default_rng([seed, 1])
+        m = max(min(n, move_size), sizes[0])  # m < n only where the nested sample exists
+        if m >= n:
+            th, S, it2, conv2, moved, n_tried = _moves(mrng, X, y, th, S, k, d, family, act, deg,
+                                                       degree, tol, max_iter, bnd, move_rounds)
+            if moved:  # report the polish of the move taken
+                it, conv = it2, conv2
+        else:  # search on the nested subsample, then polish the winner on all the data
+            Xm, ym = sample(m)
+            Sm = _normal_core(Xm, ym, th, k, act, deg, np.empty((P, P)), np.empty(P))  # S on the sample
+            thm, _, _, _, moved, n_tried = _moves(mrng, Xm, ym, th, Sm, k, d, family, act, deg,
+                                                  degree, tol * n / m, max_iter, bnd, move_rounds)
+            # (tol * n / m: the same absolute precision, ~1e-4 sigma^2 by default, on m points)
+            if moved:
+                th2, S2, it2, conv2 = _lm_core(X, y, thm, k, act, deg, max_iter, tol, bnd)
+                n_tried += 1
+                if S2 < S:
+                    th, S, it, conv = th2, S2, it2, conv2
     return FitResult(unpack(th, k, d, family, degree), th, float(S), int(it), bool(conv), len(starts),
                      n_tried)
 
