@@ -634,10 +634,11 @@ def fit_lse(X, y, family: str, k: int, *, seed: int, degree: int = 1, n_starts: 
                 it, conv = it2, conv2
         else:  # search on the nested subsample, then polish the winner on all the data
             Xm, ym = sample(m)
-            Sm = _normal_core(Xm, ym, th, k, act, deg, np.empty((P, P)), np.empty(P))  # S on the sample
-            thm, _, _, _, moved, n_tried = _moves(mrng, Xm, ym, th, Sm, k, d, family, act, deg,
+            # the baseline is the fit re-optimised on the sample (else every move would "win" by
+            # fitting the sample's noise); tol * n / m: the same absolute precision on m points
+            thm, Sm, _, _ = _lm_core(Xm, ym, th, k, act, deg, max_iter, tol * n / m, bnd)
+            thm, _, _, _, moved, n_tried = _moves(mrng, Xm, ym, thm, Sm, k, d, family, act, deg,
                                                   degree, tol * n / m, max_iter, bnd, move_rounds)
-            # (tol * n / m: the same absolute precision, ~1e-4 sigma^2 by default, on m points)
             if moved:
                 th2, S2, it2, conv2 = _lm_core(X, y, thm, k, act, deg, max_iter, tol, bnd)
                 n_tried += 1
