@@ -16,6 +16,10 @@ Precision: every slope CI must have half-width <= 0.125 (:data:`SLOPE_HALF_WIDTH
 between the paper's two rates 1/2 and 1/4, so that a decisive CI cannot contain both; a wider
 one is "inconclusive".
 
+The optimiser claims: ``moe.optimizer.below_truth`` (objective at the fit <= objective at G*,
+necessary for the LSE, not sufficient) and ``moe.optimizer.global`` (within 0.1 sigma^2 of a
+many-start bounded scipy ``trf`` reference on fresh problems; study ``moe-global``).
+
 The studies are imported inside the checks and figures (``theorylab list`` stays light).
 """
 
