@@ -370,7 +370,8 @@ def test_split_starts_find_the_over_fitted_lse_at_low_noise(rep):
     study = moe_rates.case_study("sigmoid", "over")
     X, y = study.sample(3000, rep)
     truth = objective(X, y, study.true_params(), "sigmoid")
-    fit = fit_lse(X, y, "sigmoid", 3, seed=rep, bound=10.0, screen_size=300, n_starts=10)
+    fit = fit_lse(X, y, "sigmoid", 3, seed=rep, bound=10.0, screen_size=300, n_starts=10,
+                  move_rounds=0)  # the split starts alone (no split-merge moves)
     assert fit.n_starts == 10 + 2 * 2
     assert fit.objective <= truth * (1 + 1e-9), (fit.objective - truth) / study.noise_sd ** 2
 

@@ -42,7 +42,7 @@ def test_both_regimes_register_the_same_claims():
     assert set(moe_paper.REGIMES) == {"", OTHER} and moe_paper.REGIMES[OTHER] == 0.01
     default, other = _suffixes(""), _suffixes(OTHER)
     assert default == other and len(default) == 23
-    assert "d1.linear_slower_than_sigmoid" in other and "optimizer.finds_lse" in other
+    assert "d1.linear_slower_than_sigmoid" in other and "optimizer.below_truth" in other
 
 
 @pytest.mark.parametrize("quick", [False, True], ids=["full", "quick"])
@@ -68,7 +68,7 @@ def test_each_regimes_claims_read_their_own_noise(monkeypatch):
                              "lse_found": True})
 
     monkeypatch.setattr(moe_paper, "_table", fake_table)
-    for suffix in ("d1.sigmoid.over", "d1.linear_slower_than_sigmoid", "optimizer.finds_lse"):
+    for suffix in ("d1.sigmoid.over", "d1.linear_slower_than_sigmoid", "optimizer.below_truth"):
         seen.clear()
         REGISTRY[f"moe.{suffix}"].check(None)
         assert set(seen) == {None}, suffix

@@ -24,6 +24,10 @@ optimiser, criteria): at the default σ = 1e-5 under ``moe.<loss>.<expert>.<case
 (D1 > 0.5), so the over-fitted Voronoi and atom claims there are report-only (:data:`PRE_ASYMPTOTIC`). The tail claims
 ``moe.tail.*`` (σ = 1e-5, sigmoid and tanh) test attainment on n = 10^4 ... 10^6.
 
+The optimiser claims: ``moe.optimizer.below_truth`` (objective at the fit <= objective at G*,
+necessary for the LSE, not sufficient) and ``moe.optimizer.global`` (within 0.1 sigma^2 of a
+many-start bounded scipy ``trf`` reference on fresh problems; study ``moe-global``).
+
 The studies are imported inside the checks and figures (``theorylab list`` stays light).
 """
 
@@ -37,7 +41,8 @@ from theorylab.plotting import figure, log_ticks, savefig, style
 
 PAPER = "MoE-LSE"
 STUDIES = {"moe-rates": "theorylab.simulations.moe_rates",  # study name -> its module
-           "moe-scaling": "theorylab.simulations.moe_scaling"}
+           "moe-scaling": "theorylab.simulations.moe_scaling",
+           "moe-global": "theorylab.simulations.moe_global"}
 LSE_TOL = 1e-9          # relative slack of "objective at the fit ≤ objective at the truth"
 LSE_MIN_FRACTION = 0.99
 SLOPE_HALF_WIDTH = 0.125  # half the gap between the rates 1/2 and 1/4: a CI cannot hold both
@@ -148,11 +153,12 @@ def _register_contrast(prefix: str, noise_sd: float | None) -> None:
                        details={"linear": lin._asdict(), "sigmoid": sig._asdict()})
 
 
-def _register_finds_lse(prefix: str, noise_sd: float | None) -> None:
-    @claim(_id(prefix, "optimizer.finds_lse"), paper=PAPER, kind="simulation",
-           statement=f"the optimiser finds the LSE{_at(noise_sd)}: in >= {LSE_MIN_FRACTION:.0%} "
-                     f"of fits the objective at the fit is <= the objective at G* "
-                     f"(+{LSE_TOL:g} relative)")
+def _register_below_truth(prefix: str, noise_sd: float | None) -> None:
+    @claim(_id(prefix, "optimizer.below_truth"), paper=PAPER, kind="simulation",
+           statement=f"in >= {LSE_MIN_FRACTION:.0%} of the rate study's fits{_at(noise_sd)} the "
+                     f"objective at the fit is <= the objective at G* (+{LSE_TOL:g} relative): "
+                     "necessary for the fit to be the LSE, not sufficient (moe.optimizer.global "
+                     "measures globality)")
     def _(ctx: Context) -> Verdict:
         found = {f"{e}.{c}": _table(ctx, e, c, noise_sd)["lse_found"].astype(bool)
                  for e, c in CASES}
@@ -182,7 +188,7 @@ def _register_regime(prefix: str, noise_sd: float | None) -> None:
         _register_tightness(prefix, noise_sd, "over_err", expert, 0.25,
                             "the parameter error of over-specified atoms")
     _register_contrast(prefix, noise_sd)
-    _register_finds_lse(prefix, noise_sd)
+    _register_below_truth(prefix, noise_sd)
 
 
 for _prefix, _noise in REGIMES.items():
@@ -226,6 +232,61 @@ def _(ctx: Context) -> Verdict:
                    criterion=AllOf({"scaling_min_p_holm": Threshold(">=", SCALING_ALPHA),
                                     "far_min_p_holm": Threshold(">=", SCALING_ALPHA),
                                     "nonscaling_max_p_holm": Threshold("<", SCALING_ALPHA)}))
+
+
+# Globality against the many-start trf reference (simulations.moe_global), fixed before the
+# first measurement. A fit is global when its objective is within GLOBAL_GAP noise variances of
+# the reference's (or below): 0.1 sigma^2 is far below the objective's statistical resolution
+# (each free parameter moves the LSE's objective by ~sigma^2), so two such fits are the same
+# estimate for every loss the claims measure. The fraction must exceed GLOBAL_MIN_FRACTION =
+# 0.9, decided on its Wilson 95 % CI (lower end > 0.9; half-width <= 0.05, else inconclusive).
+# Why 0.9: a miss is an outlier in log D1 of size delta (the log-ratio of D1 at the miss and at
+# the reference). Misses concentrate at small n; a fraction q of all fits missing at the smallest
+# of the quick grid's 5 log-spaced sizes (10^2...10^4) shifts the OLS slope of log D1 on log n
+# by ~0.87 q delta (x_1 - mean x = -2.3, var x = 2.65). q = 0.1 keeps that below the rate
+# claims' precision 0.125 for misses up to delta ~ 1.4 (a factor 4 in D1); the measured delta of
+# the misses is reported (details) so a reader can see whether that premise holds.
+GLOBAL_GAP = 0.1
+GLOBAL_MIN_FRACTION = 0.9
+GLOBAL_HALF_WIDTH = 0.05
+
+
+def globality_verdict(table, gap: str = "gap") -> Verdict:
+    """The globality verdict on a :class:`~theorylab.simulations.moe_global.MoEGlobalStudy`
+    table: Wilson CI of the fraction of fits with ``gap`` <= GLOBAL_GAP (sigma^2 units) against
+    GLOBAL_MIN_FRACTION; details: the gap distribution, misses by case and noise level, D1 at
+    the misses, and the fraction before the split–merge moves (``gap_base``)."""
+    from theorylab.stats import wilson_ci
+    ok = table[gap] <= GLOBAL_GAP
+    n, k = int(ok.size), int(ok.sum())
+    ci = wilson_ci(k, n)
+    miss = table[~ok]
+    qs = (0.5, 0.9, 0.99, 1.0)
+    by = table.assign(ok=ok).groupby(["case", "noise_sd"])["ok"]
+    return Verdict(measured=k / n, ci=ci,
+                   criterion=CIAbove(GLOBAL_MIN_FRACTION, max_half_width=GLOBAL_HALF_WIDTH),
+                   details={"n_fits": n, "within": k,
+                            "gap_quantiles_sigma2": {f"q{q:g}": float(table[gap].quantile(q)) for q in qs},
+                            "fraction_by_case_noise": {f"{c}@{s:g}": float(v.mean()) for (c, s), v in by},
+                            "misses": [{"expert": r.expert, "case": r.case, "noise_sd": r.noise_sd,
+                                        "n": int(r.n), "gap_sigma2": float(getattr(r, gap)),
+                                        "d1_fit": float(r.d1_fit), "d1_ref": float(r.d1_ref)}
+                                       for r in miss.itertuples()],
+                            "log_d1_ratio_at_misses": [float(np.log(r.d1_fit / r.d1_ref))
+                                                       for r in miss.itertuples()],
+                            "fraction_without_moves": float((table["gap_base"] <= GLOBAL_GAP).mean()),
+                            "fit_seconds": float(table["fit_seconds"].sum()),
+                            "fit_seconds_without_moves": float(table["base_seconds"].sum())})
+
+
+@claim("moe.optimizer.global", paper=PAPER, kind="simulation",
+       statement=f"the rate study's fit is the global LSE over the box: in > {GLOBAL_MIN_FRACTION:.0%} "
+                 f"of its problems (fresh seeds; every family, exact/over-fitted, sigma = 1e-5 and "
+                 f"0.01, n = 10^2...10^4) the objective at the fit is within {GLOBAL_GAP:g} sigma^2 "
+                 "of a many-start bounded scipy least_squares (trf) reference, or below it")
+def _(ctx: Context) -> Verdict:
+    from theorylab.simulations.moe_global import MoEGlobalStudy
+    return globality_verdict(ctx.run(ctx.sized(MoEGlobalStudy())))
 
 
 def _register_identifiability(family: str) -> None:

@@ -75,8 +75,9 @@ class MoERateStudy(Study):
     """
 
     name = "moe-rates"
-    version = 6  # 2: split starts, GN stopping test; 3: polish margin; 4: fused d = 1 LM pass;
-    # 5: the d = 1 pass vectorised across points; 6: one vectorised pass for every d (rounding)
+    version = 7  # 2: split starts, GN stopping test; 3: polish margin; 4: fused d = 1 LM pass;
+    # 5: the d = 1 pass vectorised across points; 6: one vectorised pass for every d (rounding);
+    # 7: fit_lse's split-merge moves (move_rounds)
     expert: str = "sigmoid"
     degree: int = 1                        # polynomial experts only
     k_true: int = 2
@@ -93,6 +94,7 @@ class MoERateStudy(Study):
     n_starts: int = 20                     # fit_lse's defaults: 0 LSE misses in the kernel's tests
     n_polish: int = 3
     max_iter: int = 200
+    move_rounds: int = 2                   # fit_lse's split-merge rounds (0: none, as version <= 6)
     param_bound: float = 10.0              # compact parameter box |θ_j| ≤ param_bound
     n_eval: int = 5000                     # evaluation sample of μ for the L2 error
     seed: int = 0
@@ -116,6 +118,7 @@ class MoERateStudy(Study):
         "n_starts": Int(1, 1000),              # time only: fits per unit
         "n_polish": Int(1, 1000),
         "max_iter": Int(1, 100_000),
+        "move_rounds": Int(0, 100),            # time only: k (k - 1) LM runs per round
         "param_bound": POSITIVE,
         "n_eval": Int(10, 10**7),              # n_eval x d evaluation points held per unit
         "seed": SEED,
@@ -162,14 +165,20 @@ class MoERateStudy(Study):
         rng = rng_for(self.seed, "eval")
         return rng.uniform(-self.x_bound, self.x_bound, size=(self.n_eval, self.d))
 
+    def fit(self, X, y, n: int, rep: int, **overrides) -> moe.FitResult:
+        """The study's LSE of the data of (n, rep): :func:`~theorylab.kernels.moe.fit_lse` with
+        the study's optimiser settings (``overrides``: other fit_lse arguments)."""
+        kw = dict(degree=self.degree, n_starts=self.n_starts, n_polish=self.n_polish,
+                  max_iter=self.max_iter, bound=self.param_bound, move_rounds=self.move_rounds)
+        return moe.fit_lse(X, y, self.expert, self.k_fit, seed=seed_for(self.seed, "fit", n, rep),
+                           **(kw | overrides))
+
     def run_unit(self, unit: dict, ctx=None) -> dict:
         n, rep = unit["n"], unit["rep"]
         X, y = self.sample(n, rep)
         true = self.true_params()
         t0 = time.perf_counter()
-        fit = moe.fit_lse(X, y, self.expert, self.k_fit, seed=seed_for(self.seed, "fit", n, rep),
-                          degree=self.degree, n_starts=self.n_starts, n_polish=self.n_polish,
-                          max_iter=self.max_iter, bound=self.param_bound)
+        fit = self.fit(X, y, n, rep)
         seconds = time.perf_counter() - t0
         obj_true = moe.objective(X, y, true, self.expert, self.degree)
         exact_err, over_err_max = moe.atom_errors(fit.params, true)

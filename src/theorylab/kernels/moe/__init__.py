@@ -13,7 +13,10 @@ the least-squares fit and the Voronoi losses, re-exported from three modules.
   ``_slow_jacobian``) back the tests.
 * :mod:`~theorylab.kernels.moe.fit` (imports ``model``): ``fit_lse`` -> ``FitResult``
   (multi-start LSE), ``lm_fit`` (one projected LM run from a given start), ``random_start`` /
-  ``split_start`` (the starts ``fit_lse`` uses).
+  ``split_start`` / ``relocate_start`` (the starts and split–merge moves ``fit_lse`` uses).
+* :mod:`~theorylab.kernels.moe.reference` (imports ``model``, ``fit``; not re-exported, it needs
+  scipy): ``reference_lse`` -> ``ReferenceResult``, a many-start bounded
+  ``scipy.optimize.least_squares`` reference for the global LSE; ``sse``.
 * :mod:`~theorylab.kernels.moe.voronoi` (imports ``model``): ``voronoi_cells``, ``voronoi_d1``,
   ``voronoi_d2``, ``atom_errors``, ``over_specified_error``, ``l2_error``; slow twin
   ``_slow_voronoi_d1``.
@@ -21,7 +24,14 @@ the least-squares fit and the Voronoi losses, re-exported from three modules.
 The imports run one way (``model`` ← ``fit``, ``model`` ← ``voronoi``), so there is no cycle.
 """
 
-from theorylab.kernels.moe.fit import FitResult, fit_lse, lm_fit, random_start, split_start
+from theorylab.kernels.moe.fit import (
+    FitResult,
+    fit_lse,
+    lm_fit,
+    random_start,
+    relocate_start,
+    split_start,
+)
 from theorylab.kernels.moe.model import (
     FAMILIES,
     MoEParams,
@@ -45,6 +55,7 @@ from theorylab.kernels.moe.voronoi import (
 __all__ = [
     "FAMILIES", "MoEParams", "FitResult", "n_eta", "n_free", "pack", "unpack", "moe_predict",
     "residuals_jacobian", "objective", "fit_lse", "lm_fit", "random_start", "split_start",
+    "relocate_start",
     "voronoi_cells", "voronoi_d1", "voronoi_d2", "atom_errors", "over_specified_error",
     "l2_error",
 ]
