@@ -80,8 +80,8 @@ class ContinualStudy(Study):
 
     constraints: ClassVar = {
         "dataset": Choice(("fashion-mnist", "digits")),
-        "settings": Tuple(Choice(SETTINGS), min_len=1),
-        "methods": Tuple(Choice(METHODS), min_len=1),
+        "settings": Tuple(Choice(SETTINGS), min_len=1, max_len=len(SETTINGS)),
+        "methods": Tuple(Choice(METHODS), min_len=1, max_len=len(METHODS)),
         "train_per_class": Int(1, 6000), "test_per_class": Int(1, 1000),
         "permuted_tasks": Int(2, 50), "hidden": Int(1, 4096), "epochs": Int(1, 100),
         "batch_size": Int(1, 60_000), "lr": POSITIVE, "ewc_lambda": POSITIVE, "si_c": POSITIVE,
