@@ -20,7 +20,6 @@ from theorylab.empirical.continual.strategies.base import (
     Strategy,
     masked_cross_entropy,
     register,
-    task_masks,
 )
 from theorylab.empirical.continual.strategies.replay import Reservoir
 from theorylab.seeding import rng_for, torch_generator
@@ -74,9 +73,7 @@ class AGEM(Strategy):
                 offset += n
 
     def after_task(self, learner, task):
-        order = torch.randperm(len(task.x_train), generator=torch_generator(
-            learner.seed, "stream", task.index))
-        self._buffer.add(task.x_train[order], task.y_train[order], task_masks(task, len(order)))
+        self._buffer.add_task(task, learner.seed)
 
     def state_bytes(self) -> int:
         return self._buffer.nbytes() if self._buffer is not None else 0

@@ -58,6 +58,12 @@ class Reservoir:
                     continue
             self.x[slot], self.y[slot], self.mask[slot] = x[i], y[i], mask[i]
 
+    def add_task(self, task, seed: int) -> None:
+        """Offer ``task``'s training examples in a seeded order: the stream the reservoir sees."""
+        order = torch.randperm(len(task.x_train), generator=torch_generator(
+            seed, "stream", task.index))
+        self.add(task.x_train[order], task.y_train[order], task_masks(task, len(order)))
+
     def sample(self, k: int, gen: torch.Generator):
         idx = torch.randint(self.size, (min(k, self.size),), generator=gen)
         return self.x[idx], self.y[idx], self.mask[idx]
@@ -95,11 +101,7 @@ class Replay(Strategy):
         return masked_cross_entropy(model(bx), by, bm)
 
     def after_task(self, learner, task):
-        # the task's examples, in a seeded order, as the stream the reservoir sees
-        order = torch.randperm(len(task.x_train), generator=torch_generator(
-            learner.seed, "stream", task.index))
-        self.buffer(learner).add(task.x_train[order], task.y_train[order],
-                                 task_masks(task, len(order)))
+        self.buffer(learner).add_task(task, learner.seed)
 
     def state_bytes(self) -> int:
         return self._buffer.nbytes() if self._buffer is not None else 0
