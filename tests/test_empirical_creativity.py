@@ -288,3 +288,28 @@ def test_mechanism_unit_is_seeded_and_scores_are_valid():
         assert 0 <= a[k] <= 2
     assert a["group_diff"] == pytest.approx(a["group_shared"] - a["group_own"])
     assert a["example_idea"].split()[0] == "you"
+
+
+@pytest.mark.slow  # trains 4 small LMs twice (~10 s idle)
+@needs_fortunes
+def test_mechanism_temperature_reuses_the_trained_models_other_training_does_not(tmp_path,
+                                                                                monkeypatch):
+    from theorylab.artifacts import UnitContext
+    from theorylab.empirical.creativity.study import CstMechanismStudy
+    from theorylab.store import Store
+    built = []
+    real = CstMechanismStudy._model
+    monkeypatch.setattr(CstMechanismStudy, "_model",
+                        lambda self, *a: built.append(self) or real(self, *a))
+    db = tmp_path / "store.sqlite"
+    Store(db).close()
+    s = CstMechanismStudy(n_participants=3, n_ideas=3, idea_len=5, d_model=8, epochs=1, n_reps=2)
+    cool = s.run_unit({"rep": 0}, UnitContext(s, db))
+    assert len(built) == 4  # three own-source models and the shared one
+    hot = s.replace(temperature=1.5)
+    warm = hot.run_unit({"rep": 0}, UnitContext(hot, db))
+    assert len(built) == 4 and warm["train_loss_mean"] == cool["train_loss_mean"]
+    assert warm["example_idea"] != cool["example_idea"]  # sampled anew at the new temperature
+    longer = s.replace(epochs=2)
+    longer.run_unit({"rep": 0}, UnitContext(longer, db))
+    assert len(built) == 8

@@ -292,20 +292,22 @@ class CstMechanismStudy(Study):
     models, samples); records one row per replicate with both conditions' mean scores."""
 
     name: ClassVar[str] = "cst-mechanism"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
 
     n_participants: int = 5
     prompts: tuple[str, ...] = ("you", "the", "a")
     n_ideas: int = 6                   # ideas per participant and prompt
     idea_len: int = 12                 # sampled words after the prompt word
-    temperature: float = 1.0
+    temperature: float = 0.7
     d_model: int = 32
     n_layers: int = 1
     window: int = 17                   # training windows (tokens)
-    epochs: int = 8
-    lr: float = 3e-3
+    stride: int = 16                   # tokens between window starts
+    epochs: int = 30
+    lr: float = 1e-2
+    batch_size: int = 64
     embedder: str = "lsa"
-    n_reps: int = 6
+    n_reps: int = 12
     seed: int = 0
 
     constraints: ClassVar = {
@@ -313,15 +315,15 @@ class CstMechanismStudy(Study):
         "prompts": Tuple(Str(), max_len=20),
         "n_ideas": Int(2, 100), "idea_len": Int(1, 100),
         "temperature": Real(0, 10, lo_open=True),
-        "d_model": Int(8, 512), "n_layers": Int(1, 8), "window": Int(4, 256),
-        "epochs": Int(1, 1000), "lr": Real(0, 1, lo_open=True),
+        "d_model": Int(8, 512), "n_layers": Int(1, 8), "window": Int(4, 256), "stride": Int(1, 256),
+        "epochs": Int(1, 1000), "lr": Real(0, 1, lo_open=True), "batch_size": Int(1, 4096),
         "embedder": Choice(("auto", "minilm", "lsa")),
         "n_reps": Int(2, 1000), "seed": SEED,
     }
 
     def quick(self) -> CstMechanismStudy:
-        """CI form: fewer participants, epochs and replicates (the CI's precision decides)."""
-        return self.replace(n_participants=4, epochs=4, n_reps=6)
+        """CI form: fewer participants and replicates, the same training and sampling."""
+        return self.replace(n_participants=3, n_reps=8)
 
     def units(self) -> list[dict]:
         return [{"rep": r} for r in range(self.n_reps)]
@@ -335,8 +337,8 @@ class CstMechanismStudy(Study):
         torch.manual_seed(torch_seed(self.seed, "mech-init", rep, source))
         model = TinyLM(len(vocab), d_model=self.d_model, n_layers=self.n_layers, n_heads=4,
                        max_len=self.window + self.idea_len + 2)
-        data = mech.windows(vocab.stream([quotes[i] for i in idx]), self.window, 4)
-        cfg = TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=32, device="cpu",
+        data = mech.windows(vocab.stream([quotes[i] for i in idx]), self.window, self.stride)
+        cfg = TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, device="cpu",
                           seed=torch_seed(self.seed, "mech-train", rep, source))
         res = train(model, mech.lm_loss, list(data), cfg,
                     collate=lambda rows: torch.stack(rows))
@@ -358,8 +360,8 @@ class CstMechanismStudy(Study):
                               f"Got {missing[0]!r}.")
         parts = mech.slices(len(quotes), self.n_participants + 1,
                             rng_for(self.seed, "mech-slices", rep))
-        fields = ("n_participants", "d_model", "n_layers", "window", "epochs", "lr", "idea_len",
-                  "seed")
+        fields = ("n_participants", "d_model", "n_layers", "window", "stride", "epochs", "lr", "batch_size",
+                  "idea_len", "seed")
         models, losses = [], []
         for s in range(self.n_participants + 1):  # slice n_participants: the shared model's
             art = ctx.artifact("lm", f"{rep}-{s}",
