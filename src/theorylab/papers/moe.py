@@ -28,6 +28,11 @@ The optimiser claims: ``moe.optimizer.below_truth`` (objective at the fit <= obj
 necessary for the LSE, not sufficient) and ``moe.optimizer.global`` (within 0.1 sigma^2 of a
 many-start bounded scipy ``trf`` reference on fresh problems; study ``moe-global``).
 
+Earlier settings: two quick samples were enlarged after their claims were inconclusive (the
+criteria unchanged). Each earlier sample is a subset of the new table, and its verdict stays
+registered as a report-only claim: ``moe.optimizer.global.sample36`` (replicate 0, 36 problems)
+and ``moe.tail.d1.sigmoid.over.reps20`` (the first 20 tail replicates per size).
+
 The studies are imported inside the checks and figures (``theorylab list`` stays light).
 """
 
@@ -212,6 +217,22 @@ for _expert in TAIL_EXPERTS:
     _register_tail("d1", _expert, 0.5, "the Voronoi loss D1")
     _register_tail("over_err", _expert, 0.25, "the parameter error of over-specified atoms")
 
+#: Replicates per size of the quick sigmoid tail until 2026-12-01, when its D1 claim was
+#: inconclusive (simulations.moe_rates.QUICK_TAIL_SIGMOID_REPS raised them to 40); the first
+#: TAIL_PREVIOUS_REPS replicates of the table are those draws, so their verdict stays registered.
+TAIL_PREVIOUS_REPS = 20
+
+
+@claim(f"moe.tail.d1.sigmoid.over.reps{TAIL_PREVIOUS_REPS}", paper=PAPER, kind="simulation",
+       must_hold=False,
+       statement="report-only, the earlier quick setting: moe.tail.d1.sigmoid.over on the first "
+                 f"{TAIL_PREVIOUS_REPS} replicates per size (the quick form had {TAIL_PREVIOUS_REPS} "
+                 "until the claim was inconclusive there; the full form has 20, so there the two "
+                 "agree)")
+def _(ctx: Context) -> Verdict:
+    table = _tail_table(ctx, "sigmoid")
+    return _slope_verdict(table[table["rep"] < TAIL_PREVIOUS_REPS], "d1", 0.5, two_sided=True)
+
 
 SCALING_ALPHA = 0.05  # level of every σ²/n scaling test (after Holm)
 
@@ -287,6 +308,19 @@ def globality_verdict(table, gap: str = "gap") -> Verdict:
 def _(ctx: Context) -> Verdict:
     from theorylab.simulations.moe_global import MoEGlobalStudy
     return globality_verdict(ctx.run(ctx.sized(MoEGlobalStudy())))
+
+
+#: The quick form's sample until 2026-12-01, when moe.optimizer.global was inconclusive there:
+#: one replicate, 36 problems (simulations.moe_global.MoEGlobalStudy.quick now runs 4); it is
+#: replicate 0 of the study's table, so its verdict stays registered.
+@claim("moe.optimizer.global.sample36", paper=PAPER, kind="simulation", must_hold=False,
+       statement="report-only, the earlier quick setting: moe.optimizer.global on replicate 0 "
+                 "of its study alone (36 problems: one per family, case, noise level and n), the "
+                 "quick form's sample until the claim was inconclusive there")
+def _(ctx: Context) -> Verdict:
+    from theorylab.simulations.moe_global import MoEGlobalStudy
+    table = ctx.run(ctx.sized(MoEGlobalStudy()))
+    return globality_verdict(table[table["rep"] == 0])
 
 
 def _register_identifiability(family: str) -> None:
