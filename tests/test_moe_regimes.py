@@ -96,8 +96,9 @@ def test_tail_claims_cover_sigmoid_and_tanh():
     tail = {k for k in REGISTRY if k.startswith("moe.tail.") and REGISTRY[k].must_hold}
     assert tail == {f"moe.tail.{c}.{e}.over" for c in ("l2", "d1", "over_err")
                     for e in ("sigmoid", "tanh")}
-    # report-only: the earlier quick setting of the sigmoid tail D1 claim
-    assert {k for k in REGISTRY if k.startswith("moe.tail.")} - tail == {"moe.tail.d1.sigmoid.over.reps20"}
+    # report-only: the earlier quick setting (20 replicates) of the sigmoid tail claims
+    assert {k for k in REGISTRY if k.startswith("moe.tail.")} - tail == \
+        {f"moe.tail.{c}.sigmoid.over.reps20" for c in ("l2", "d1", "over_err")}
     # the tails differ in the family and, quick, in the sigmoid tail's replicates
     sig, tanh = moe_rates.tail_study(True), moe_rates.tail_study(True, "tanh")
     assert tanh.replace(expert="sigmoid", n_reps=sig.n_reps) == sig and sig.ns == moe_rates.QUICK_TAIL_NS
@@ -108,7 +109,7 @@ def test_tail_claims_cover_sigmoid_and_tanh():
 
 def test_new_ids_are_listed():
     new = sorted(k for k in REGISTRY if k.startswith((f"moe.{OTHER}.", "moe.scaling.", "moe.tail.")))
-    assert len(new) == 23 + 1 + 6 + 1  # + the earlier quick setting of the sigmoid tail D1
+    assert len(new) == 23 + 1 + 6 + 3  # + the earlier quick setting of the 3 sigmoid tail claims
     out = subprocess.run([sys.executable, "-m", "theorylab.cli", "list", "moe"], check=True,
                          capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(SRC), "COLUMNS": "80"}).stdout
@@ -235,22 +236,25 @@ class _TailCtx:
         return self.table.copy()
 
 
-def test_reps20_claim_judges_the_first_20_replicates_only():
-    # replicates 0-19 decay as n^-1/2 (the band), 20-39 as n^-1 (outside it): the main claim on
-    # all 40 fails or is inconclusive, the report-only one on the first 20 holds
+def test_reps20_claims_judge_the_first_20_replicates_only():
+    # replicates 0-19 decay at the theorems' rates (D1 n^-1/2, atoms n^-1/4), 20-39 twice as
+    # fast: the main claims on all 40 do not hold, the report-only ones on the first 20 do
     rng = np.random.default_rng(0)
     rows = []
     for n in moe_rates.QUICK_TAIL_NS:
         for rep in range(40):
             r = 0.5 if rep < 20 else 1.0
-            rows.append({"n": n, "rep": rep, "d1": n ** -r * np.exp(0.05 * rng.normal())})
+            noise = np.exp(0.05 * rng.normal(size=2))
+            rows.append({"n": n, "rep": rep, "d1": n ** -r * noise[0],
+                         "over_err": n ** (-r / 2) * noise[1]})
     ctx = _TailCtx(pd.DataFrame(rows))
-    old = REGISTRY[f"moe.tail.d1.sigmoid.over.reps{moe_paper.TAIL_PREVIOUS_REPS}"]
-    main = REGISTRY["moe.tail.d1.sigmoid.over"]
-    assert not old.must_hold and main.must_hold
-    v_old, v_main = old.check(ctx), main.check(ctx)
-    assert v_old.status == "holds" and v_old.details["n_obs"] == 60
-    assert v_main.status != "holds" and v_main.details["n_obs"] == 120
+    for column in ("d1", "over_err"):
+        old = REGISTRY[f"moe.tail.{column}.sigmoid.over.reps{moe_paper.TAIL_PREVIOUS_REPS}"]
+        main = REGISTRY[f"moe.tail.{column}.sigmoid.over"]
+        assert not old.must_hold and main.must_hold
+        v_old, v_main = old.check(ctx), main.check(ctx)
+        assert v_old.status == "holds" and v_old.details["n_obs"] == 60, column
+        assert v_main.status != "holds" and v_main.details["n_obs"] == 120, column
 
 
 def test_40_tail_replicates_reach_the_precision_20_miss():

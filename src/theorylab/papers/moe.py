@@ -31,7 +31,7 @@ many-start bounded scipy ``trf`` reference on fresh problems; study ``moe-global
 Earlier settings: two quick samples were enlarged after their claims were inconclusive (the
 criteria unchanged). Each earlier sample is a subset of the new table, and its verdict stays
 registered as a report-only claim: ``moe.optimizer.global.sample36`` (replicate 0, 36 problems)
-and ``moe.tail.d1.sigmoid.over.reps20`` (the first 20 tail replicates per size).
+and ``moe.tail.<loss>.sigmoid.over.reps20`` (the first 20 tail replicates per size).
 
 The studies are imported inside the checks and figures (``theorylab list`` stays light).
 """
@@ -219,19 +219,28 @@ for _expert in TAIL_EXPERTS:
 
 #: Replicates per size of the quick sigmoid tail until 2026-12-01, when its D1 claim was
 #: inconclusive (simulations.moe_rates.QUICK_TAIL_SIGMOID_REPS raised them to 40); the first
-#: TAIL_PREVIOUS_REPS replicates of the table are those draws, so their verdict stays registered.
+#: TAIL_PREVIOUS_REPS replicates of the table are those draws, so the verdicts of the three
+#: sigmoid tail claims at that setting stay registered (report-only).
 TAIL_PREVIOUS_REPS = 20
 
 
-@claim(f"moe.tail.d1.sigmoid.over.reps{TAIL_PREVIOUS_REPS}", paper=PAPER, kind="simulation",
-       must_hold=False,
-       statement="report-only, the earlier quick setting: moe.tail.d1.sigmoid.over on the first "
-                 f"{TAIL_PREVIOUS_REPS} replicates per size (the quick form had {TAIL_PREVIOUS_REPS} "
-                 "until the claim was inconclusive there; the full form has 20, so there the two "
-                 "agree)")
-def _(ctx: Context) -> Verdict:
-    table = _tail_table(ctx, "sigmoid")
-    return _slope_verdict(table[table["rep"] < TAIL_PREVIOUS_REPS], "d1", 0.5, two_sided=True)
+def _register_tail_previous(column: str, r: float) -> None:
+    claim(f"moe.tail.{column}.sigmoid.over.reps{TAIL_PREVIOUS_REPS}", paper=PAPER,
+          kind="simulation", must_hold=False,
+          statement=f"report-only, the earlier quick setting: moe.tail.{column}.sigmoid.over on the "
+                    f"first {TAIL_PREVIOUS_REPS} replicates per size (the quick form had "
+                    f"{TAIL_PREVIOUS_REPS} until the D1 claim was inconclusive there; the full form "
+                    "has 20, so there the two agree)")(
+        lambda ctx: _slope_verdict(_first_reps(_tail_table(ctx, "sigmoid"), TAIL_PREVIOUS_REPS),
+                                   column, r, two_sided=True))
+
+
+def _first_reps(table, reps: int):
+    return table[table["rep"] < reps]
+
+
+for _column, _r in (("l2", 0.5), ("d1", 0.5), ("over_err", 0.25)):
+    _register_tail_previous(_column, _r)
 
 
 SCALING_ALPHA = 0.05  # level of every σ²/n scaling test (after Holm)
