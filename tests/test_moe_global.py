@@ -229,3 +229,69 @@ def test_globality_claim_fails_for_a_weak_fitter():
     table = pd.DataFrame([weak.run_unit(u) | u for u in weak.units()])
     v = globality_verdict(table)
     assert v.status == "fails", (v.measured, v.ci, v.details["gap_quantiles_sigma2"])
+
+
+# ---- the quick sample (issue 11: the claim was inconclusive on one replicate) -------------------
+
+def test_quick_sample_decides_at_the_full_forms_fraction_where_one_replicate_could_not():
+    # the quick form is the whole study (4 replicates, 144 problems); at the fraction the
+    # 3-replicate full form measured (104 of 108 within 0.1 sigma^2) that sample decides, and
+    # one replicate with a single miss (the earlier quick form) is too small to
+    study = MoEGlobalStudy()
+    assert study.quick() == study and study.n_reps == 4
+    n = len(study.units())
+    assert n == 3 * 3 * 2 * 2 * study.n_reps == 144
+    misses = round(n * 4 / 108)
+    assert globality_verdict(_table([0.0] * (n - misses) + [2.0] * misses)).status == "holds"
+    one = study.replace(n_reps=1)
+    assert globality_verdict(_table([0.0] * (len(one.units()) - 1) + [2.0])).status == "inconclusive"
+
+
+def test_earlier_quick_sample_is_replicate_0_of_the_study():
+    # the report-only claim moe.optimizer.global.sample36 reads replicate 0 of the table: those
+    # are the units of the one-replicate study, in the same order, with the same rows
+    small = MoEGlobalStudy(experts=("tanh",), cases=("exact",), noise_sds=(0.01,), ns=(100, 30),
+                           ref_box=1, ref_data=1)
+    old, new = small.replace(n_reps=1), small.replace(n_reps=2)
+    assert [u for u in new.units() if u["rep"] == 0] == old.units()
+    for u in old.units():
+        a, b = old.run_unit(u), new.run_unit(u)
+        assert {k: v for k, v in a.items() if not k.endswith("seconds")} == \
+               {k: v for k, v in b.items() if not k.endswith("seconds")}
+
+
+class _FakeCtx:
+    """A Context stand-in whose ``run`` returns a fixed table (no fits)."""
+
+    quick = True
+
+    def __init__(self, table):
+        self.table, self.studies = table, []
+
+    def sized(self, study):
+        return study.quick()
+
+    def run(self, study):
+        self.studies.append(study)
+        return self.table.copy()
+
+
+def test_sample36_claim_judges_replicate_0_alone():
+    from theorylab.claims import REGISTRY
+    from theorylab.papers import load_all
+    load_all()
+    study = MoEGlobalStudy()
+    units = study.units()
+    # replicate 0 has one miss in 36 (inconclusive); the other replicates none
+    table = _table([0.0] * len(units)).drop(columns=["expert", "case", "noise_sd", "n"])
+    table = pd.concat([table, pd.DataFrame(units)], axis=1)
+    first = table.index[table["rep"] == 0][0]
+    table.loc[first, ["gap", "gap_base"]] = 2.0
+    ctx = _FakeCtx(table)
+    old = REGISTRY["moe.optimizer.global.sample36"]
+    main = REGISTRY["moe.optimizer.global"]
+    v_old, v_main = old.check(ctx), main.check(ctx)
+    assert not old.must_hold and main.must_hold
+    assert ctx.studies == [study, study]  # both read the same (quick) study
+    assert (v_old.details["n_fits"], v_old.details["within"], v_old.status) == (36, 35, "inconclusive")
+    assert (v_main.details["n_fits"], v_main.details["within"], v_main.status) == (144, 143, "holds")

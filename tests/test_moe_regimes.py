@@ -93,20 +93,26 @@ def test_sigma_0_01_report_only_set_is_the_over_fitted_parameter_losses():
 
 def test_tail_claims_cover_sigmoid_and_tanh():
     assert moe_paper.TAIL_EXPERTS == moe_rates.TAIL_EXPERTS == ("sigmoid", "tanh")
-    tail = {k for k in REGISTRY if k.startswith("moe.tail.")}
-    assert tail == {f"moe.tail.{c}.{e}.over" for c in ("l2", "d1", "over_err")
-                    for e in ("sigmoid", "tanh")}
-    assert all(REGISTRY[k].must_hold for k in tail)
-    # the sigmoid tail keeps its study (and so its stored results): only the family differs
+    tail = {k for k in REGISTRY if k.startswith("moe.tail.") and REGISTRY[k].must_hold}
+    losses = ("l2", "d1", "over_err")
+    assert tail == {f"moe.tail.bound.{c}.{e}.over" for c in losses for e in ("sigmoid", "tanh")}
+    # report-only: attainment (two-sided, must-hold until it failed at 40 replicates) and the
+    # earlier quick setting (20 replicates) of the sigmoid tail claims
+    assert {k for k in REGISTRY if k.startswith("moe.tail.")} - tail == \
+        {f"moe.tail.{c}.{e}.over" for c in losses for e in ("sigmoid", "tanh")} | \
+        {f"moe.tail.{c}.sigmoid.over.reps20" for c in losses}
+    # the tails differ in the family and, quick, in the sigmoid tail's replicates
     sig, tanh = moe_rates.tail_study(True), moe_rates.tail_study(True, "tanh")
-    assert tanh.replace(expert="sigmoid") == sig and sig.ns == moe_rates.QUICK_TAIL_NS
+    assert tanh.replace(expert="sigmoid", n_reps=sig.n_reps) == sig and sig.ns == moe_rates.QUICK_TAIL_NS
+    assert moe_rates.tail_study(False, "tanh").replace(expert="sigmoid") == moe_rates.tail_study(False)
     with pytest.raises(ConfigError, match="'expert' of tail_study must be one of"):
         moe_rates.tail_study(False, "linear")
 
 
 def test_new_ids_are_listed():
     new = sorted(k for k in REGISTRY if k.startswith((f"moe.{OTHER}.", "moe.scaling.", "moe.tail.")))
-    assert len(new) == 23 + 1 + 6
+    # + the tail bounds (6) and the earlier quick setting of the 3 sigmoid tail claims
+    assert len(new) == 23 + 1 + 6 + 6 + 3
     out = subprocess.run([sys.executable, "-m", "theorylab.cli", "list", "moe"], check=True,
                          capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(SRC), "COLUMNS": "80"}).stdout
@@ -205,3 +211,89 @@ def test_scaling_grid_cells_and_seeds():
     with pytest.raises(ConfigError) as err:
         MoEScalingStudy(n0=10**6, steps=8)
     assert "must be <= 10^7" in str(err.value) and "\n" not in str(err.value)
+
+
+# --- the quick sigmoid tail (issue 11: its D1 claim was inconclusive on 20 replicates) ----------
+
+def test_quick_sigmoid_tail_keeps_its_earlier_replicates():
+    """40 quick replicates per size; the first 20 are the earlier quick study's draws, so the
+    report-only ``.reps20`` claim judges exactly the earlier setting."""
+    new = moe_rates.tail_study(True)
+    old = new.replace(n_reps=moe_paper.TAIL_PREVIOUS_REPS)
+    assert new.n_reps == moe_rates.QUICK_TAIL_SIGMOID_REPS == 40 and old.n_reps == 20
+    assert moe_rates.tail_study(False).n_reps == moe_rates.tail_study(True, "tanh").n_reps == 20
+    assert [u for u in new.units() if u["rep"] < 20] == old.units()
+    for n, rep in ((10_000, 0), (10_000, 19)):
+        for a, b in zip(new.sample(n, rep), old.sample(n, rep), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+class _TailCtx:
+    quick = True
+
+    def __init__(self, table):
+        self.table = table
+
+    def run(self, study):
+        assert study == moe_rates.tail_study(True)
+        return self.table.copy()
+
+
+def test_reps20_claims_judge_the_first_20_replicates_only():
+    # replicates 0-19 decay at the theorems' rates (D1 n^-1/2, atoms n^-1/4), 20-39 twice as
+    # fast: the main claims on all 40 do not hold, the report-only ones on the first 20 do
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in moe_rates.QUICK_TAIL_NS:
+        for rep in range(40):
+            r = 0.5 if rep < 20 else 1.0
+            noise = np.exp(0.05 * rng.normal(size=2))
+            rows.append({"n": n, "rep": rep, "d1": n ** -r * noise[0],
+                         "over_err": n ** (-r / 2) * noise[1]})
+    ctx = _TailCtx(pd.DataFrame(rows))
+    for column in ("d1", "over_err"):
+        old = REGISTRY[f"moe.tail.{column}.sigmoid.over.reps{moe_paper.TAIL_PREVIOUS_REPS}"]
+        main = REGISTRY[f"moe.tail.{column}.sigmoid.over"]
+        assert not old.must_hold and not main.must_hold
+        v_old, v_main = old.check(ctx), main.check(ctx)
+        assert v_old.status == "holds" and v_old.details["n_obs"] == 60, column
+        assert v_main.status != "holds" and v_main.details["n_obs"] == 120, column
+
+
+@pytest.mark.parametrize("speed, bound_holds, attained", [(1.0, True, True), (2.0, True, False),
+                                                         (0.5, False, False)])
+def test_tail_bound_holds_at_and_below_the_rate_attainment_only_at_it(speed, bound_holds,
+                                                                       attained):
+    """Planted tails decaying at `speed` times the theorems' rates: the must-hold bound claim
+    passes at the rate and faster, fails slower; the report-only attainment passes at it only."""
+    rng = np.random.default_rng(2)
+    rows = [{"n": n, "rep": rep, "d1": n ** (-0.5 * speed) * np.exp(0.05 * rng.normal()),
+             "over_err": n ** (-0.25 * speed) * np.exp(0.05 * rng.normal())}
+            for n in moe_rates.QUICK_TAIL_NS for rep in range(40)]
+    ctx = _TailCtx(pd.DataFrame(rows))
+    for column in ("d1", "over_err"):
+        bound = REGISTRY[f"moe.tail.bound.{column}.sigmoid.over"].check(ctx)
+        sharp = REGISTRY[f"moe.tail.{column}.sigmoid.over"].check(ctx)
+        assert bound.holds is bound_holds and sharp.holds is attained, column
+        assert bound.measured == sharp.measured
+
+
+def test_40_tail_replicates_reach_the_precision_20_miss():
+    """The premise of QUICK_TAIL_SIGMOID_REPS: with the per-size scatter of log D1 measured on
+    the 20-replicate quick sigmoid tail (SD 1.27, 0.72, 0.68 at n = 10^4, 10^5, 10^6), the slope
+    CI (HC3) has half-width <= 0.125 in most draws at 40 replicates and in few at 20."""
+    from theorylab.stats import loglog_slope
+    sds = dict(zip(moe_rates.QUICK_TAIL_NS, (1.27, 0.72, 0.68), strict=True))
+    rng = np.random.default_rng(1)
+
+    def share_precise(reps, draws=200):
+        ok = 0
+        for _ in range(draws):
+            n = np.repeat(moe_rates.QUICK_TAIL_NS, reps).astype(float)
+            d1 = n ** -0.6 * np.exp(np.array([sds[int(v)] for v in n]) * rng.normal(size=n.size))
+            lo, hi = loglog_slope(n, d1).ci
+            ok += (hi - lo) / 2 <= moe_paper.SLOPE_HALF_WIDTH
+        return ok / draws
+
+    assert share_precise(moe_rates.QUICK_TAIL_SIGMOID_REPS) >= 0.9
+    assert share_precise(moe_paper.TAIL_PREVIOUS_REPS) <= 0.5
