@@ -104,7 +104,8 @@ def test_tail_claims_cover_sigmoid_and_tanh():
     # the tails differ in the family and, quick, in the sigmoid tail's replicates
     sig, tanh = moe_rates.tail_study(True), moe_rates.tail_study(True, "tanh")
     assert tanh.replace(expert="sigmoid", n_reps=sig.n_reps) == sig and sig.ns == moe_rates.QUICK_TAIL_NS
-    assert moe_rates.tail_study(False, "tanh").replace(expert="sigmoid") == moe_rates.tail_study(False)
+    assert moe_rates.tail_study(False, "tanh").replace(expert="sigmoid", n_reps=sig.n_reps) == \
+        moe_rates.tail_study(False)
     with pytest.raises(ConfigError, match="'expert' of tail_study must be one of"):
         moe_rates.tail_study(False, "linear")
 
@@ -220,8 +221,9 @@ def test_quick_sigmoid_tail_keeps_its_earlier_replicates():
     report-only ``.reps20`` claim judges exactly the earlier setting."""
     new = moe_rates.tail_study(True)
     old = new.replace(n_reps=moe_paper.TAIL_PREVIOUS_REPS)
-    assert new.n_reps == moe_rates.QUICK_TAIL_SIGMOID_REPS == 40 and old.n_reps == 20
-    assert moe_rates.tail_study(False).n_reps == moe_rates.tail_study(True, "tanh").n_reps == 20
+    assert new.n_reps == moe_rates.TAIL_SIGMOID_REPS == 40 and old.n_reps == 20
+    assert moe_rates.tail_study(False).n_reps == 40
+    assert moe_rates.tail_study(False, "tanh").n_reps == moe_rates.tail_study(True, "tanh").n_reps == 20
     assert [u for u in new.units() if u["rep"] < 20] == old.units()
     for n, rep in ((10_000, 0), (10_000, 19)):
         for a, b in zip(new.sample(n, rep), old.sample(n, rep), strict=True):
@@ -279,7 +281,7 @@ def test_tail_bound_holds_at_and_below_the_rate_attainment_only_at_it(speed, bou
 
 
 def test_40_tail_replicates_reach_the_precision_20_miss():
-    """The premise of QUICK_TAIL_SIGMOID_REPS: with the per-size scatter of log D1 measured on
+    """The premise of TAIL_SIGMOID_REPS: with the per-size scatter of log D1 measured on
     the 20-replicate quick sigmoid tail (SD 1.27, 0.72, 0.68 at n = 10^4, 10^5, 10^6), the slope
     CI (HC3) has half-width <= 0.125 in most draws at 40 replicates and in few at 20."""
     from theorylab.stats import loglog_slope
@@ -295,5 +297,5 @@ def test_40_tail_replicates_reach_the_precision_20_miss():
             ok += (hi - lo) / 2 <= moe_paper.SLOPE_HALF_WIDTH
         return ok / draws
 
-    assert share_precise(moe_rates.QUICK_TAIL_SIGMOID_REPS) >= 0.9
+    assert share_precise(moe_rates.TAIL_SIGMOID_REPS) >= 0.9
     assert share_precise(moe_paper.TAIL_PREVIOUS_REPS) <= 0.5

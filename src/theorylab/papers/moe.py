@@ -231,8 +231,8 @@ for _expert in TAIL_EXPERTS:
     _register_tail("d1", _expert, 0.5, "the Voronoi loss D1")
     _register_tail("over_err", _expert, 0.25, "the parameter error of over-specified atoms")
 
-#: Replicates per size of the quick sigmoid tail until 2026-12-01, when its D1 claim was
-#: inconclusive (simulations.moe_rates.QUICK_TAIL_SIGMOID_REPS raised them to 40); the first
+#: Replicates per size of the sigmoid tail until 2026-12-01, when its D1 claim was inconclusive
+#: in both forms (simulations.moe_rates.TAIL_SIGMOID_REPS raised them to 40); the first
 #: TAIL_PREVIOUS_REPS replicates of the table are those draws, so the verdicts of the three
 #: sigmoid tail claims at that setting stay registered (report-only).
 TAIL_PREVIOUS_REPS = 20
@@ -241,10 +241,9 @@ TAIL_PREVIOUS_REPS = 20
 def _register_tail_previous(column: str, r: float) -> None:
     claim(f"moe.tail.{column}.sigmoid.over.reps{TAIL_PREVIOUS_REPS}", paper=PAPER,
           kind="simulation", must_hold=False,
-          statement=f"report-only, the earlier quick setting: moe.tail.{column}.sigmoid.over on the "
-                    f"first {TAIL_PREVIOUS_REPS} replicates per size (the quick form had "
-                    f"{TAIL_PREVIOUS_REPS} until the D1 claim was inconclusive there; the full form "
-                    "has 20, so there the two agree)")(
+          statement=f"report-only, the earlier setting: moe.tail.{column}.sigmoid.over on the "
+                    f"first {TAIL_PREVIOUS_REPS} replicates per size (both forms had "
+                    f"{TAIL_PREVIOUS_REPS} until the D1 claim was inconclusive there)")(
         lambda ctx: _slope_verdict(_first_reps(_tail_table(ctx, "sigmoid"), TAIL_PREVIOUS_REPS),
                                    column, r, two_sided=True))
 
