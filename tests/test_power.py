@@ -249,3 +249,78 @@ def test_tiny_study_end_to_end_and_reproducible():
     assert all(torch.equal(a[k], b[k]) for k in a)
     speed = records(table, "speed")
     assert (speed.batched_cpu_s > 0).all() and set(speed.model) == {"gnn", "mlp"}
+
+
+# -- N-1 outages ------------------------------------------------------------------------------
+
+def test_islanding_lines_match_a_graph_search_reference():
+    """islands() against a breadth-first search over the remaining branches."""
+    from theorylab.empirical.power.data import islands
+    net = pn.case30()
+    g = grid_of(net, "case30")
+
+    def connected(drop):
+        adj = {i: set() for i in range(g.n)}
+        for k, (a, b) in enumerate(zip(g.f, g.t, strict=True)):
+            if k != drop:
+                adj[int(a)].add(int(b))
+                adj[int(b)].add(int(a))
+        seen, todo = {0}, [0]
+        while todo:
+            for j in adj[todo.pop()] - seen:
+                seen.add(j)
+                todo.append(j)
+        return len(seen) == g.n
+
+    got = [islands(g, k) for k in range(len(g.f))]
+    assert got == [not connected(k) for k in range(len(g.f))]
+    assert any(got) and not all(got)   # case30 has radial branches and meshed ones
+
+
+def test_outage_cases_are_counted_and_solve_the_dropped_grid():
+    """Every draw is solved, islanded or non-converged; a solved state has zero mismatch on the
+    grid *with its line dropped* (the outage index names the line that was out)."""
+    from theorylab.empirical.power.data import generate_outages
+    net = pn.case30()
+    g = grid_of(net, "case30")
+    d = generate_outages(net, g, 40, np.random.default_rng(1), name="case30")
+    assert len(d["vm"]) + d["n_islanded"] + d["n_failed"] == 40 and d["n_islanded"] > 0
+    s = specified(g, d["load_p"], d["load_q"], d["gen_p"])
+    for k in range(len(d["vm"])):
+        dp, dq = mismatch(g, g.ybus(drop=int(d["outage"][k])), d["vm"][k], d["va"][k], s[k])
+        assert max(np.abs(dp).max(), np.abs(dq).max()) < 1e-6
+        dp0, _ = mismatch(g, g.ybus(), d["vm"][k], d["va"][k], s[k])
+        assert np.abs(dp0).max() > 1e-4   # the intact grid does not fit the post-outage state
+    assert net.line.in_service.all()
+
+
+def test_dc_matching_recovers_the_line_from_its_own_dc_angles():
+    from theorylab.empirical.power.data import islands
+    from theorylab.empirical.power.outage import dc_match
+    net = pn.case14()
+    g = grid_of(net, "case14")
+    rng = np.random.default_rng(0)
+    cand = np.array([b for b in np.flatnonzero(g.kind == 0) if not islands(g, int(b))])
+    truth = rng.choice(cand, size=6)
+    load_p = np.tile(net.load.p_mw.to_numpy(), (6, 1)) * rng.uniform(0.8, 1.2, (6, 1))
+    load_q = np.tile(net.load.q_mvar.to_numpy(), (6, 1))
+    gen_p = np.tile(net.gen.p_mw.to_numpy(), (6, 1))
+    p = specified(g, load_p, load_q, gen_p).real
+    va = np.stack([DCSolver(g, drop=int(b)).theta(p[i:i + 1])[0] for i, b in enumerate(truth)])
+    pred = dc_match(g, {"load_p": load_p, "load_q": load_q, "gen_p": gen_p, "va": va}, cand)
+    np.testing.assert_array_equal(pred, truth)
+
+
+def test_outage_study_tiny_end_to_end():
+    from theorylab.artifacts import UnitContext
+    from theorylab.empirical.power.outage import PowerOutageStudy
+    study = PowerOutageStudy(case="case14", n_train=30, n_val=10, n_test=10, chunk_size=30,
+                             hidden=8, layers=2, mlp_hidden=16, epochs=2, n_seeds=1)
+    ctx = UnitContext(study, None)
+    rows = [r for u in study.units() for r in study.run_unit(u, ctx)]
+    n1 = [r for r in rows if r["record"] == "n1"]
+    data = [r for r in rows if r["record"] == "n1data"]
+    assert {r["model"] for r in n1} == {"gnn", "mlp", "dc"}
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in n1)
+    assert sum(r["n_solved"] + r["n_islanded"] + r["n_failed"] for r in data) == \
+        sum(r["n_tried"] for r in data)

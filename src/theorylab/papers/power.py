@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 PAPER = "GNN-power-review"
-STUDIES = {"power-flow": "theorylab.empirical.power.study"}
+STUDIES = {"power-flow": "theorylab.empirical.power.study",
+           "power-outage": "theorylab.empirical.power.outage"}
 V_MAE_MAX = 1e-3          # p.u.
 THETA_MAE_MAX = 0.5       # degrees
 V_HALF_WIDTH = 5e-4       # precision of a V MAE (or a difference of two) over seeds, p.u.
