@@ -22,7 +22,7 @@ from theorylab.stats import mean_ci
 if TYPE_CHECKING:
     import pandas as pd
 
-PAPER = "GNN-power-review"
+PAPER = "POWER-GNN-review"
 STUDIES = {"power-flow": "theorylab.empirical.power.study",
            "power-outage": "theorylab.empirical.power.outage"}
 V_MAE_MAX = 1e-3          # p.u.
