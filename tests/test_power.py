@@ -324,3 +324,13 @@ def test_outage_study_tiny_end_to_end():
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in n1)
     assert sum(r["n_solved"] + r["n_islanded"] + r["n_failed"] for r in data) == \
         sum(r["n_tried"] for r in data)
+
+
+def test_claims_that_failed_first_are_report_only_and_say_so():
+    from theorylab.claims import REGISTRY
+    from theorylab.papers import power as power_paper
+    ids = {k for k in REGISTRY if k.startswith("power.")}
+    must = {k for k in ids if REGISTRY[k].must_hold}
+    assert must == ids - set(power_paper.NOT_REPRODUCED) and len(must) == 3
+    for k in power_paper.NOT_REPRODUCED:
+        assert "report-only since 2026-12-01" in REGISTRY[k].statement

@@ -102,18 +102,28 @@ def _beats(ctx: Context, other: str) -> Verdict:
                    parts=parts, details=details)
 
 
+#: Registered must-hold and failed at their first measurement (2026-12-01, quick, CPU): report-only
+#: since, with the failing verdict shown under the same id. The review makes neither claim; they
+#: came from public GNN power-flow work on other data (book: "What is not reproduced").
+NOT_REPRODUCED = ("power.case118.gnn_beats_mlp", "power.case118.batched_speedup")
+_NOTE = (" (report-only since 2026-12-01: registered must-hold, it failed at its first "
+         "measurement; the review states no such claim)")
+
 for _other, _label in (("dc", "DC power flow"), ("mlp", "the MLP")):
-    claim(f"power.case118.gnn_beats_{_other}", paper=PAPER, kind="empirical",
+    _id = f"power.case118.gnn_beats_{_other}"
+    claim(_id, paper=PAPER, kind="empirical", must_hold=_id not in NOT_REPRODUCED,
           statement=f"on case118 the GNN's V MAE and θ MAE are both below those of {_label} "
-                    "(95 % CI over seeds of the paired difference below 0)")(
+                    "(95 % CI over seeds of the paired difference below 0)"
+                    + (_NOTE if _id in NOT_REPRODUCED else ""))(
         lambda ctx, o=_other: _beats(ctx, o))
 
 
 @claim("power.case118.batched_speedup", paper=PAPER, kind="empirical",
+       must_hold="power.case118.batched_speedup" not in NOT_REPRODUCED,
        statement=f"batched GNN inference (DC power flow and features included) is >= "
                  f"{SPEEDUP_MIN:g}x faster per case than pp.runpp on the same machine in one "
                  "run (CPU seconds, one thread each; batch size, wall time and single-case "
-                 "latency in the details)")
+                 "latency in the details)" + _NOTE)
 def _(ctx: Context) -> Verdict:
     sp = _records(ctx, "speed")
     g = sp[sp.model == "gnn"].iloc[0]
