@@ -11,7 +11,8 @@ CNN-CNN-LSTM, Viterbi for the CRF, both approximating :math:`\max_y P(y \mid x)`
   :math:`\hat y^1, \dots, \hat y^M`; the score is the fraction that disagree with the most
   frequent one, :math:`1 - \max_y |\{m : \hat y^m = y\}| / M` (the paper's form for sequences).
   The M passes run as one batch of :math:`M \cdot B` sentences, so the masks are drawn in one
-  call, not in a Python loop (:func:`mc_predict_loop` is that loop, for the benchmark);
+  call per layer, not in a Python loop over passes, and the embedding layer (before any dropout)
+  runs once (:func:`mc_predict_loop` is the loop, for the benchmark);
 * **random**: uniform scores.
 
 The pool is scored in batches of ``batch_size`` sentences of similar length (any pool size). :func:`select` takes
@@ -60,13 +61,12 @@ def _rng_devices(device: torch.device) -> list:
 @torch.no_grad()
 def mc_predict(model, batch: dict, passes: int, seed: int) -> Prediction:
     """Tags (M, B, T) and log-probabilities (M, B) of ``passes`` MC-dropout passes, run as one
-    batch of M·B sentences; same seed → same masks."""
+    batch of M·B sentences (the embedding layer, before any dropout, computed once); same seed
+    → same masks."""
     B = batch["words"].shape[0]
-    big = {k: v.repeat(passes, *([1] * (v.dim() - 1))) for k, v in batch.items()}  # row m·B + b
-    dev = batch["words"].device
-    with torch.random.fork_rng(devices=_rng_devices(dev)):
+    with torch.random.fork_rng(devices=_rng_devices(batch["words"].device)):
         torch.manual_seed(seed)
-        pred = model.predict(big, mc=True)
+        pred = model.predict(batch, mc=True, passes=passes)  # row m·B + b
     return Prediction(pred.tags.view(passes, B, -1), pred.logp.view(passes, B))
 
 

@@ -16,9 +16,12 @@ linear-chain CRF (:mod:`.crf`); decoding is Viterbi, with :math:`\log P(\hat y\m
 - \log Z`.
 
 Both models: ``loss(batch)`` (the sentence NLL summed over tokens, averaged over sentences),
-``predict(batch, mc=False)`` → :class:`Prediction`. ``mc=True`` keeps the (non-word) dropout
-active at inference: MC dropout for BALD (Gal & Ghahramani 2016). Padded positions are masked
-after every layer, so a sentence's outputs do not depend on what it is batched with.
+``predict(batch, mc=False, passes=1)`` → :class:`Prediction`. ``mc=True`` keeps the (non-word)
+dropout active at inference: MC dropout for BALD (Gal & Ghahramani 2016). With ``passes=M`` the
+M passes run as one batch of M·B rows (row m·B + b: pass m of sentence b), each row with its own
+masks; the embedding layer :math:`w^{full}` comes before any dropout, so it is computed once for
+the B sentences and repeated. Padded positions are masked after every layer, so a sentence's
+outputs do not depend on what it is batched with.
 """
 
 from __future__ import annotations
@@ -69,10 +72,15 @@ class _Tagger(nn.Module):
         self.in_dim = word_dim + char_filters
 
     def _drop(self, x: torch.Tensor) -> torch.Tensor:
-        return F.dropout(x, self.p, training=self.training or self.mc)
+        """Inverted dropout; the mask from ``rand >= p`` (on CPU about 2.5x cheaper than
+        ``F.dropout``'s Bernoulli draw, same distribution)."""
+        if not (self.training or self.mc) or self.p == 0:
+            return x
+        return x * (torch.rand_like(x) >= self.p) * (1.0 / (1.0 - self.p))
 
     def _inputs(self, batch: dict) -> torch.Tensor:
-        """:math:`w^{full} = [c; w^{emb}]` (B, T, in_dim), zero at padding."""
+        """:math:`w^{full} = [c; w^{emb}]` (B, T, in_dim), zero at padding; the only random
+        part is word dropout, in training."""
         words = batch["words"]
         if self.training and self.word_dropout > 0:
             drop = torch.rand(words.shape, device=words.device) < self.word_dropout
@@ -81,12 +89,18 @@ class _Tagger(nn.Module):
         return x * batch["mask"].unsqueeze(-1)
 
     @torch.no_grad()
-    def predict(self, batch: dict, mc: bool = False) -> Prediction:
+    def predict(self, batch: dict, mc: bool = False, passes: int = 1) -> Prediction:
+        """Decoded tags and :math:`\\log P(\\hat y \\mid x)`: (B, T) and (B,), or with
+        ``passes`` = M > 1 (M·B, T) and (M·B,), row m·B + b for pass m of sentence b."""
         was = self.training
         self.eval()
         self.mc = mc
         try:
-            return self._predict(batch)
+            x = self._inputs(batch)  # deterministic in eval mode: computed once
+            if passes > 1:
+                x = x.repeat(passes, 1, 1)
+                batch = {"mask": batch["mask"].repeat(passes, 1)}
+            return self._predict(batch, x)
         finally:
             self.mc = False
             self.train(was)
@@ -107,10 +121,11 @@ class CNNCNNLSTM(_Tagger):
         self.decoder = nn.LSTM(word_filters + self.in_dim + tag_dim, decoder_dim, batch_first=True)
         self.out = nn.Linear(decoder_dim, n_tags)
 
-    def encode(self, batch: dict) -> torch.Tensor:
-        """:math:`h^{Enc}` (B, T, word_filters + in_dim)."""
+    def encode(self, batch: dict, inputs: torch.Tensor | None = None) -> torch.Tensor:
+        """:math:`h^{Enc}` (B, T, word_filters + in_dim); ``inputs``: :math:`w^{full}` if
+        already computed."""
         m = batch["mask"].unsqueeze(1)
-        x = self._drop(self._inputs(batch))
+        x = self._drop(self._inputs(batch) if inputs is None else inputs)
         h = x.transpose(1, 2)
         h = self._drop(F.relu(self.conv1(h)) * m)
         h = self._drop(F.relu(self.conv2(h)) * m)
@@ -127,23 +142,25 @@ class CNNCNNLSTM(_Tagger):
         nll = F.cross_entropy(logits.transpose(1, 2), batch["tags"], reduction="none")
         return (nll * batch["mask"]).sum() / nll.shape[0]
 
-    def _predict(self, batch: dict) -> Prediction:
+    def _predict(self, batch: dict, inputs: torch.Tensor) -> Prediction:
         """Greedy decoding; the LSTM step written out (one call of ``nn.LSTM`` per step costs
         more than the step): gates = W_ih [h_enc; y_prev] + b_ih + W_hh h + b_hh."""
-        enc = self.encode(batch)
+        enc = self.encode(batch, inputs)
         B, T, d_enc = enc.shape
         lstm = self.decoder
         w_enc, w_tag = lstm.weight_ih_l0[:, :d_enc], lstm.weight_ih_l0[:, d_enc:]
         x_enc = enc @ w_enc.T + lstm.bias_ih_l0 + lstm.bias_hh_l0   # (B, T, 4H), all steps
         tag_in = self.tag_emb.weight @ w_tag.T                        # (n_tags + 1, 4H)
-        h = enc.new_zeros(B, lstm.hidden_size)
-        c = enc.new_zeros(B, lstm.hidden_size)
+        w_hh, H = lstm.weight_hh_l0.T, lstm.hidden_size
+        h = enc.new_zeros(B, H)
+        c = enc.new_zeros(B, H)
         prev = torch.full((B,), self.n_tags, dtype=torch.long, device=enc.device)
         tags, logps = [], []
         for t in range(T):
-            i, f, g, o = (x_enc[:, t] + tag_in[prev] + h @ lstm.weight_hh_l0.T).chunk(4, -1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
+            gates = torch.addmm(x_enc[:, t] + tag_in[prev], h, w_hh)    # order i, f, g, o
+            s = torch.sigmoid(gates)
+            c = s[:, H:2 * H] * c + s[:, :H] * torch.tanh(gates[:, 2 * H:3 * H])
+            h = s[:, 3 * H:] * torch.tanh(c)
             logp = F.log_softmax(self.out(self._drop(h)), dim=-1)
             lp, prev = logp.max(-1)
             tags.append(prev)
@@ -189,8 +206,8 @@ class BiLSTMCRF(_Tagger):
         self.start = nn.Parameter(torch.zeros(n_tags))
         self.end = nn.Parameter(torch.zeros(n_tags))
 
-    def emissions(self, batch: dict) -> torch.Tensor:
-        x = self._drop(self._inputs(batch))
+    def emissions(self, batch: dict, inputs: torch.Tensor | None = None) -> torch.Tensor:
+        x = self._drop(self._inputs(batch) if inputs is None else inputs)
         lengths = batch["mask"].sum(1).cpu()
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True,
                                                    enforce_sorted=False)
@@ -204,8 +221,8 @@ class BiLSTMCRF(_Tagger):
         nll = crf.log_partition(em, mask, *p) - crf.sequence_score(em, batch["tags"], mask, *p)
         return nll.mean()
 
-    def _predict(self, batch: dict) -> Prediction:
-        em, mask = self.emissions(batch), batch["mask"]
+    def _predict(self, batch: dict, inputs: torch.Tensor) -> Prediction:
+        em, mask = self.emissions(batch, inputs), batch["mask"]
         p = (self.trans, self.start, self.end)
         tags, best = crf.viterbi(em, mask, *p)
         return Prediction(tags, best - crf.log_partition(em, mask, *p))
