@@ -82,6 +82,8 @@ class NerActiveStudy(Study):
     archs: tuple[str, ...] = ARCH_NAMES   # full-data baselines
     retrain: str = "incremental"     # "incremental" (continue from the last round) | "scratch"
     n_seeds: int = 5                 # active-learning runs per strategy
+    extra_seeds: int = 0             # further seeds n_seeds, n_seeds + 1, ... run for ...
+    extra_strategies: tuple[str, ...] = ("random", "mnlp")  # ... these strategies only
     full_seeds: int = 5              # full-data runs per tagger
     init_words: int = 250            # labelled words before round 1 (the paper: 1 % of the data)
     round_words: int = 500           # words labelled per round
@@ -118,6 +120,8 @@ class NerActiveStudy(Study):
         "archs": Tuple(Choice(ARCH_NAMES), min_len=0, max_len=len(ARCH_NAMES)),
         "retrain": Choice(("incremental", "scratch")),
         "n_seeds": Int(1, 100),
+        "extra_seeds": Int(0, 100),
+        "extra_strategies": Tuple(Choice(STRATEGIES), min_len=0, max_len=len(STRATEGIES)),
         "full_seeds": Int(1, 100),
         "init_words": Int(1, 10**7),
         "round_words": Int(1, 10**7),
@@ -153,18 +157,27 @@ class NerActiveStudy(Study):
             self.corpus()  # a user's file is checked here: a bad line fails before any unit runs
 
     def quick(self) -> NerActiveStudy:
-        """CI form: a smaller model, fewer and larger rounds, shorter training; same corpus,
-        strategies, seeds and criteria."""
+        """CI form: a smaller model, fewer rounds, shorter training; same corpus, strategies and
+        criteria. Every strategy runs on seeds 0-4 and random and MNLP (the must-hold pair) on
+        seeds 5-11 too: their AULC difference has a standard deviation near 0.04 over seeds, so
+        the precision rule (half-width <= 0.03) needs about 9 seeds. Incremental rounds of 500
+        words take 60 optimiser steps (round 0, from the initial weights, 120); full-data
+        baselines on 3 seeds. The earlier quick forms' verdicts are recorded in
+        :data:`theorylab.papers.ner.EARLIER_QUICK`."""
         return self.replace(word_dim=32, char_dim=16, char_filters=32, char_width=3,
                             word_filters=64, decoder_dim=64, tag_dim=16, lstm_hidden=48,
-                            dropout=0.3, word_dropout=0.2, init_words=400,
-                            round_words=1000, n_rounds=4, init_steps=120, round_steps=120, epochs_round=120,
-                            epochs_full=20, mc_passes=8, dev_evals=5)
+                            dropout=0.3, word_dropout=0.2, init_words=400, round_words=500,
+                            n_rounds=6, init_steps=120, round_steps=60, epochs_round=120,
+                            epochs_full=20, mc_passes=8, dev_evals=3, n_seeds=5,
+                            extra_seeds=7, full_seeds=3)
 
     def units(self) -> list[dict]:
+        extra = range(self.n_seeds, self.n_seeds + self.extra_seeds)
         return ([{"arch": a, "seed": s} for a in self.archs for s in range(self.full_seeds)]
                 + [{"strategy": q, "seed": s} for q in self.strategies
-                   for s in range(self.n_seeds)])
+                   for s in range(self.n_seeds)]
+                + [{"strategy": q, "seed": s} for q in self.strategies
+                   if q in self.extra_strategies for s in extra])
 
     # ------------------------------------------------------------------------------ data
     def corpus(self) -> tuple[list, str]:
@@ -300,8 +313,9 @@ class NerActiveStudy(Study):
 
 #: the fields a round's model depends on: everything except those that only add units
 ROUND_FIELDS = tuple(f.name for f in fields(NerActiveStudy)
-                     if f.name not in ("strategies", "archs", "n_seeds", "full_seeds",
-                                       "n_rounds", "epochs_full"))
+                     if f.name not in ("strategies", "archs", "n_seeds", "extra_seeds",
+                                       "extra_strategies", "full_seeds", "n_rounds",
+                                       "epochs_full"))
 
 
 def _gold(items, vocab) -> list[list[str]]:
