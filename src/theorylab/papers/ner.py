@@ -198,12 +198,15 @@ _LABELS = {"random": "random", "lc": "least confidence", "mnlp": "MNLP", "bald":
 @figure("ner-learning-curves", paper=PAPER)
 def learning_curves_figure(ctx: Context):
     """Test entity F1 vs share of the pool's words labelled, per strategy (mean and 95 % CI
-    over seeds), with the full-data F1 of both taggers."""
+    over the seeds every strategy ran, so that all curves share round 0), with the full-data F1
+    of both taggers."""
     import matplotlib.pyplot as plt
 
     from theorylab.empirical.ner.study import curve_records, full_records
     table = ctx.load(_study(ctx))
     curves, full = curve_records(table), full_records(table)
+    common = set.intersection(*(set(g.seed) for _, g in curves.groupby("strategy")))
+    curves = curves[curves.seed.isin(common)]
     with style():
         fig, ax = plt.subplots(figsize=(7.5, 5))
         for q in [q for q in _COLORS if q in set(curves.strategy)]:
