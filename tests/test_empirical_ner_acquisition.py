@@ -86,9 +86,20 @@ def test_batched_passes_put_pass_m_of_sentence_b_in_row_m_b(arch):
     model.p = 0.0
     batch = collate(items[:7])
     det = model.predict(batch)
-    mc = mc_predict(model, batch, passes=5, seed=0)
-    assert torch.equal(mc.tags, det.tags.expand(5, -1, -1))
-    torch.testing.assert_close(mc.logp, det.logp.expand(5, -1), rtol=0, atol=1e-5)
+    for max_rows in (None, 14, 7, 1):  # one batch; chunks of 2, 2, 1 passes; one pass each
+        mc = mc_predict(model, batch, passes=5, seed=0, max_rows=max_rows)
+        assert torch.equal(mc.tags, det.tags.expand(5, -1, -1))
+        torch.testing.assert_close(mc.logp, det.logp.expand(5, -1), rtol=0, atol=1e-5)
+
+
+def test_chunked_passes_differ_and_reproduce_per_seed():
+    _, _, items, model = tiny_setup("cnn")
+    batch = collate(items)
+    a = mc_predict(model, batch, passes=6, seed=3, max_rows=2 * len(items))
+    assert torch.equal(a.logp, mc_predict(model, batch, 6, 3, max_rows=2 * len(items)).logp)
+    assert a.logp.shape == (6, len(items)) and bool((a.logp.std(0) > 1e-4).all())
+    # passes of different chunks differ too (chunks draw fresh masks)
+    assert not torch.isclose(a.logp[:2], a.logp[2:4]).all()
 
 
 def test_select_respects_the_word_budget_and_the_score_order():

@@ -114,18 +114,23 @@ class _Tagger(nn.Module):
         return x * batch["mask"].unsqueeze(-1)
 
     @torch.no_grad()
-    def predict(self, batch: dict, mc: bool = False, passes: int = 1) -> Prediction:
+    def predict(self, batch: dict, mc: bool = False, passes: int = 1,
+                max_rows: int | None = None) -> Prediction:
         """Decoded tags and :math:`\\log P(\\hat y \\mid x)`: (B, T) and (B,), or with
-        ``passes`` = M > 1 (M·B, T) and (M·B,), row m·B + b for pass m of sentence b."""
+        ``passes`` = M > 1 (M·B, T) and (M·B,), row m·B + b for pass m of sentence b. The M·B
+        rows run in chunks of whole passes of at most ``max_rows`` rows (None: one chunk)."""
         was = self.training
         self.eval()
         self.mc = mc
         try:
             x = self._inputs(batch)  # deterministic in eval mode: computed once
-            if passes > 1:
-                x = x.repeat(passes, 1, 1)
-                batch = {"mask": batch["mask"].repeat(passes, 1)}
-            return self._predict(batch, x)
+            if passes == 1:
+                return self._predict(batch, x)
+            B = x.shape[0]
+            per = passes if max_rows is None else max(1, min(passes, max_rows // B))
+            out = [self._predict({"mask": batch["mask"].repeat(k, 1)}, x.repeat(k, 1, 1))
+                   for k in [per] * (passes // per) + [passes % per] * (passes % per > 0)]
+            return Prediction(torch.cat([o.tags for o in out]), torch.cat([o.logp for o in out]))
         finally:
             self.mc = False
             self.train(was)
