@@ -7,9 +7,9 @@ package holds out its last 10 %, here 20 % so that one test F1 has a standard er
 
 Units:
 
-* ``{"arch": a, "seed": s}``: a tagger (``cnn`` = CNN-CNN-LSTM, ``bilstm_crf``) trained on the
-  whole pool: one ``full`` record (test and dev entity F1, training sentences/s) and one
-  ``per_type`` record per entity type;
+* ``{"arch": a, "seed": s}``, s < ``full_seeds``: a tagger (``cnn`` = CNN-CNN-LSTM,
+  ``bilstm_crf``) trained on the whole pool: one ``full`` record (test and dev entity F1,
+  training sentences/s) and one ``per_type`` record per entity type;
 * ``{"strategy": q, "seed": s}``: an active-learning run. Round 0 labels random sentences up to
   ``init_words`` words and trains (one artifact shared by every strategy of seed s) the CNN-CNN-LSTM from
   the seed's initial weights; each later round scores the unlabelled pool with the previous
@@ -18,7 +18,8 @@ Units:
   weights (``"scratch"``). Every round's model is an artifact (``stage "round"``, keyed by
   strategy, seed and round; its config scope leaves out the fields that only add units), and
   the unit returns one ``curve`` record per round: words labelled, their share of the pool's
-  words, test and dev F1.
+  words, test and dev F1. Every strategy runs seeds 0 .. ``n_seeds`` − 1; the
+  ``extra_strategies`` also run the ``extra_seeds`` seeds after those.
 
 Training is the shared loop (:func:`theorylab.empirical.train.train`), maximising dev F1
 (seqeval, strict, ``scheme``): every epoch runs, dev F1 is measured ``dev_evals`` times per
