@@ -155,3 +155,15 @@ def test_cli_bad_file_exits_non_zero_with_one_line(tmp_path):
     assert r.returncode != 0
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and f"{p}:2:" in lines[0], r.stderr
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="CUDA is available here")
+def test_cli_device_cuda_without_cuda_is_one_line(tmp_path):
+    """`--device cuda` reaches the NER study's training and fails with one clear line when
+    there is no GPU (on a GPU machine scripts/gpu_check.sh runs the model there)."""
+    r = subprocess.run([sys.executable, "-m", "theorylab.cli", "run", "ner-al", "--quick",
+                        "--store", str(tmp_path / "s.sqlite"), "--device", "cuda",
+                        "--workers", "1", "--no-progress"], capture_output=True, text=True)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode != 0 and len(lines) == 1, r.stderr
+    assert "'device' 'cuda'" in lines[0] and "CUDA is not available" in lines[0]

@@ -78,6 +78,30 @@ def test_mc_dropout_masks_differ_across_passes_and_reproduce_per_seed():
     assert model.mc is False and model.training  # the mode it had (a new module trains)
 
 
+@pytest.mark.parametrize("arch", ["cnn", "bilstm_crf"])
+def test_batched_passes_put_pass_m_of_sentence_b_in_row_m_b(arch):
+    """Without dropout every MC pass is the deterministic prediction: the M·B rows (embedding
+    layer computed once, repeated) map back to (pass, sentence) exactly."""
+    _, _, items, model = tiny_setup(arch, seed=3)
+    model.p = 0.0
+    batch = collate(items[:7])
+    det = model.predict(batch)
+    for max_rows in (None, 14, 7, 1):  # one batch; chunks of 2, 2, 1 passes; one pass each
+        mc = mc_predict(model, batch, passes=5, seed=0, max_rows=max_rows)
+        assert torch.equal(mc.tags, det.tags.expand(5, -1, -1))
+        torch.testing.assert_close(mc.logp, det.logp.expand(5, -1), rtol=0, atol=1e-5)
+
+
+def test_chunked_passes_differ_and_reproduce_per_seed():
+    _, _, items, model = tiny_setup("cnn")
+    batch = collate(items)
+    a = mc_predict(model, batch, passes=6, seed=3, max_rows=2 * len(items))
+    assert torch.equal(a.logp, mc_predict(model, batch, 6, 3, max_rows=2 * len(items)).logp)
+    assert a.logp.shape == (6, len(items)) and bool((a.logp.std(0) > 1e-4).all())
+    # passes of different chunks differ too (chunks draw fresh masks)
+    assert not torch.isclose(a.logp[:2], a.logp[2:4]).all()
+
+
 def test_select_respects_the_word_budget_and_the_score_order():
     scores = np.array([0.9, 0.1, 0.8, 0.8, 0.3])
     lengths = np.array([5, 2, 4, 4, 10])

@@ -90,3 +90,24 @@ def test_seqeval_entity_f1_on_a_hand_labelled_example():
     assert rep["PER"]["f1-score"] == 1.0 and rep["ORG"]["recall"] == 0.0
     # strict IOB2: an entity opened with I- is not an entity; seqeval's default mode counts it
     assert entity_f1([["B-PER", "I-PER"]], [["I-PER", "I-PER"]], "iob2") == 0.0
+
+
+def test_char_cnn_groups_equal_one_padded_tensor():
+    """The length-grouped char CNN equals the plain computation over (B·T, C) padded to the
+    longest word, values and gradients (words of 1 to 11 characters, padding words included)."""
+    from theorylab.empirical.ner.model import CharCNN
+    torch.manual_seed(0)
+    cnn = CharCNN(n_chars=30, dim=5, filters=7, width=5)
+    B, T, C = 3, 6, 11
+    n = torch.randint(0, C + 1, (B, T))
+    chars = torch.randint(1, 30, (B, T, C)) * (torch.arange(C) < n.unsqueeze(-1))
+    x = cnn.emb(chars.view(B * T, C)).transpose(1, 2)
+    h = torch.relu(cnn.conv(x))[:, :, :C].masked_fill(chars.view(B * T, 1, C) == 0, float("-inf"))
+    ref = torch.nan_to_num(h.amax(2), neginf=0.0).view(B, T, -1)
+    got = cnn(chars)
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-6)
+    w = torch.randn_like(ref)
+    g_ref = torch.autograd.grad((ref * w).sum(), cnn.conv.weight)[0]
+    g_got = torch.autograd.grad((got * w).sum(), cnn.conv.weight)[0]
+    torch.testing.assert_close(g_got, g_ref, rtol=1e-5, atol=1e-6)
+    assert (got[n == 0] == 0).all() and (n == 0).any() and (n > 8).any()

@@ -111,3 +111,33 @@ def test_quick_form_cnn_leaves_the_all_o_solution_on_every_seed():
     d = st._prepared()
     f1 = [st._full("cnn", s, d)[0]["f1"] for s in range(3)]
     assert min(f1) > 0.2, f1
+
+
+def test_extra_seeds_run_the_named_strategies_and_the_claims_pair_seeds(tiny_file, ctx,
+                                                                        monkeypatch):
+    """extra_seeds adds seeds for extra_strategies only; a comparison pairs the seeds that ran
+    both strategies, and its measured value is the mean of the per-seed trapezoid AULC
+    differences computed here from the curve records."""
+    import theorylab.papers.ner as ner
+    study = NerActiveStudy(data=str(tiny_file), strategies=("random", "lc", "mnlp"),
+                           archs=("cnn",), extra_seeds=2, full_seeds=1,
+                           **TINY)
+    units = study.units()
+    assert sum("arch" in u for u in units) == 1
+    assert {u["seed"] for u in units if u.get("strategy") == "lc"} == {0, 1}
+    assert {u["seed"] for u in units if u.get("strategy") == "mnlp"} == {0, 1, 2, 3}
+    monkeypatch.setattr(ner, "_study", lambda c: study)
+    curves = curve_records(ctx.run(study))
+
+    def area(q, s):
+        g = curves[(curves.strategy == q) & (curves.seed == s)].sort_values("round")
+        x, y = g.frac_words.to_numpy(), g.f1.to_numpy()
+        return sum((x[i + 1] - x[i]) * (y[i] + y[i + 1]) / 2 for i in range(len(x) - 1)) / (
+            x[-1] - x[0])
+
+    for a, b, seeds in (("mnlp", "random", range(4)), ("lc", "random", range(2))):
+        v = ner.compare(ctx, a, b)
+        want = [area(a, s) - area(b, s) for s in seeds]
+        assert v.details["n_seeds"] == len(want)
+        assert v.measured == pytest.approx(np.mean(want), abs=1e-12)
+    assert "seeds_0_to_1" in ner.compare(ctx, "mnlp", "random").details

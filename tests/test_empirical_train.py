@@ -46,7 +46,7 @@ def test_default_path_equals_a_plain_adamw_loop():
 
 # --- val_mode ---------------------------------------------------------------------------------
 
-def _fit_scores(scores, **kw):
+def _fit_scores(scores, epochs=None, **kw):
     """Train with a scripted val_fn; return result and the weights seen at each validation."""
     seen, it = [], iter(scores)
 
@@ -56,7 +56,7 @@ def _fit_scores(scores, **kw):
 
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)
-    res = train(model, mse, data(16), TrainConfig(epochs=len(scores), batch_size=8, **kw),
+    res = train(model, mse, data(16), TrainConfig(epochs=epochs or len(scores), batch_size=8, **kw),
                 val_fn=val_fn)
     return model, res, seen
 
@@ -242,3 +242,13 @@ def test_launch_rejects_bad_arguments_before_spawning():
     n_gpu = torch.cuda.device_count()
     with pytest.raises(ConfigError, match=f"one GPU per rank: world_size {n_gpu + 1}, GPUs"):
         launch(nan_on_rank1, n_gpu + 1, device="cuda")
+
+
+def test_val_every_validates_every_kth_epoch_and_the_last():
+    """epochs 7, val_every 3: validations after epochs 3, 6 and 7 (1-based); the best of those
+    is restored."""
+    scores = [1.0, 3.0, 2.0]
+    model, res, seen = _fit_scores(scores, epochs=7, val_mode="max", val_every=3)
+    assert res.val == scores and len(seen) == 3
+    assert res.best_epoch == 5 and len(res.train_loss) == 7  # 0-based epoch of the 2nd check
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), seen[1], strict=True))

@@ -86,7 +86,8 @@ class TrainConfig(Constrained):
     weight_decay: float = 0.0
     device: str = "auto"
     amp: bool = True             # bfloat16 autocast, on CUDA only
-    patience: int | None = None  # epochs without val improvement before stopping
+    patience: int | None = None  # validations without improvement before stopping
+    val_every: int = 1           # validate after every val_every-th epoch (and the last)
     checkpoint: str | None = None  # path: saved every epoch, resumed from if present
     seed: int = 0
     progress: bool = False
@@ -104,6 +105,7 @@ class TrainConfig(Constrained):
         "device": Device(),
         "amp": Bool(),
         "patience": Optional(Int(1, 100_000)),
+        "val_every": Int(1, 100_000),
         "checkpoint": Optional(Str()),
         "seed": Int(0, 2**64 - 1),           # torch.manual_seed takes [0, 2^64) (+1 of a torch_seed)
         "progress": Bool(),
@@ -265,7 +267,9 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torc
 
     ``loss_fn(model, batch)`` returns the scalar loss of a batch already on the device;
     ``val_fn(model)`` returns a validation score (lower is better for ``val_mode="min"``, higher
-    for ``"max"``) used for early stopping and for restoring the best weights at the end.
+    for ``"max"``) used for early stopping and for restoring the best weights at the end; it
+    runs after every ``val_every``-th epoch and after the last one (``patience`` counts these
+    validations).
     ``after_backward(model)`` runs once the gradients are in ``.grad`` (before clipping and the
     step: e.g. a gradient projection), ``after_step(model)`` after each optimiser step (e.g. a
     path integral over the parameter updates); continual-learning strategies use both.
@@ -355,7 +359,9 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torc
             if config.max_steps is not None and result.steps >= config.max_steps:
                 break
         result.train_loss.append(total / max(count, 1))
-        if val_fn is not None:
+        last = epoch + 1 == config.epochs or (config.max_steps is not None
+                                              and result.steps >= config.max_steps)
+        if val_fn is not None and ((epoch + 1) % config.val_every == 0 or last):
             model.eval()
             with torch.no_grad():
                 score = float(val_fn(model))

@@ -11,7 +11,8 @@ CNN-CNN-LSTM, Viterbi for the CRF, both approximating :math:`\max_y P(y \mid x)`
   :math:`\hat y^1, \dots, \hat y^M`; the score is the fraction that disagree with the most
   frequent one, :math:`1 - \max_y |\{m : \hat y^m = y\}| / M` (the paper's form for sequences).
   The M passes run as one batch of :math:`M \cdot B` sentences, so the masks are drawn in one
-  call, not in a Python loop (:func:`mc_predict_loop` is that loop, for the benchmark);
+  call per layer, not in a Python loop over passes, and the embedding layer (before any dropout)
+  runs once (:func:`mc_predict_loop` is the loop, for the benchmark);
 * **random**: uniform scores.
 
 The pool is scored in batches of ``batch_size`` sentences of similar length (any pool size). :func:`select` takes
@@ -58,15 +59,15 @@ def _rng_devices(device: torch.device) -> list:
 
 
 @torch.no_grad()
-def mc_predict(model, batch: dict, passes: int, seed: int) -> Prediction:
+def mc_predict(model, batch: dict, passes: int, seed: int, max_rows: int | None = None
+               ) -> Prediction:
     """Tags (M, B, T) and log-probabilities (M, B) of ``passes`` MC-dropout passes, run as one
-    batch of M·B sentences; same seed → same masks."""
+    batch of M·B sentences (the embedding layer, before any dropout, computed once); same seed
+    → same masks."""
     B = batch["words"].shape[0]
-    big = {k: v.repeat(passes, *([1] * (v.dim() - 1))) for k, v in batch.items()}  # row m·B + b
-    dev = batch["words"].device
-    with torch.random.fork_rng(devices=_rng_devices(dev)):
+    with torch.random.fork_rng(devices=_rng_devices(batch["words"].device)):
         torch.manual_seed(seed)
-        pred = model.predict(big, mc=True)
+        pred = model.predict(batch, mc=True, passes=passes, max_rows=max_rows)  # row m·B + b
     return Prediction(pred.tags.view(passes, B, -1), pred.logp.view(passes, B))
 
 
@@ -81,8 +82,10 @@ def mc_predict_loop(model, batch: dict, passes: int, seed: int) -> Prediction:
 
 @torch.no_grad()
 def score_pool(model, items: Sequence[dict], strategy: str, *, seed: int, batch_size: int = 256,
-               passes: int = 10) -> np.ndarray:
-    """Uncertainty scores (higher = query first) of encoded pool sentences, in batches."""
+               passes: int = 10, max_rows: int | None = None) -> np.ndarray:
+    """Uncertainty scores (higher = query first) of encoded pool sentences, in batches; BALD's
+    M·B rows in chunks of whole passes of at most ``max_rows`` rows (None: one batch; on a CPU
+    chunks of about 512 rows stay in cache and run faster)."""
     if strategy == "random":
         return np.random.default_rng(seed).random(len(items))
     dev = next(model.parameters()).device
@@ -92,7 +95,8 @@ def score_pool(model, items: Sequence[dict], strategy: str, *, seed: int, batch_
         chunk = [items[i] for i in order[s:s + batch_size]]
         batch = {n: v.to(dev) for n, v in collate(chunk).items()}
         if strategy == "bald":
-            out.append(bald_scores(mc_predict(model, batch, passes, seed + k).tags).cpu())
+            out.append(bald_scores(mc_predict(model, batch, passes, seed + k, max_rows).tags)
+                       .cpu())
             continue
         logp = model.predict(batch).logp.double()
         out.append((lc_scores(logp) if strategy == "lc"

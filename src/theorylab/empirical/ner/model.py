@@ -16,9 +16,12 @@ linear-chain CRF (:mod:`.crf`); decoding is Viterbi, with :math:`\log P(\hat y\m
 - \log Z`.
 
 Both models: ``loss(batch)`` (the sentence NLL summed over tokens, averaged over sentences),
-``predict(batch, mc=False)`` → :class:`Prediction`. ``mc=True`` keeps the (non-word) dropout
-active at inference: MC dropout for BALD (Gal & Ghahramani 2016). Padded positions are masked
-after every layer, so a sentence's outputs do not depend on what it is batched with.
+``predict(batch, mc=False, passes=1)`` → :class:`Prediction`. ``mc=True`` keeps the (non-word)
+dropout active at inference: MC dropout for BALD (Gal & Ghahramani 2016). With ``passes=M`` the
+M passes run as one batch of M·B rows (row m·B + b: pass m of sentence b), each row with its own
+masks; the embedding layer :math:`w^{full}` comes before any dropout, so it is computed once for
+the B sentences and repeated. Padded positions are masked after every layer, so a sentence's
+outputs do not depend on what it is batched with.
 """
 
 from __future__ import annotations
@@ -43,19 +46,44 @@ class Prediction(NamedTuple):
 
 
 class CharCNN(nn.Module):
-    """Character embeddings → convolution → ReLU → max over the word's characters."""
+    """Character embeddings → convolution → ReLU → max over the word's characters.
+
+    Words are pooled in groups of similar length (up to 2, 4, 8 characters, and the rest), each
+    group padded only to its own longest word; padding words are skipped (their output is 0).
+    The values equal those of one (B·T, C) tensor padded to the batch's longest word — the
+    padding character embeds to 0, as the convolution's own zero padding does — at a fraction of
+    the work: on the shipped corpus words have 1.7 characters on average, and the padded tensor
+    of a batch was 88 % padding."""
+
+    GROUPS = (2, 4, 8)
 
     def __init__(self, n_chars: int, dim: int, filters: int, width: int):
         super().__init__()
         self.emb = nn.Embedding(n_chars, dim, padding_idx=PAD)
         self.conv = nn.Conv1d(dim, filters, width, padding=width // 2)
 
+    def pool(self, chars: torch.Tensor) -> torch.Tensor:
+        """(N, C) character ids, each word's left-aligned → (N, filters)."""
+        C = chars.shape[1]
+        h = F.relu(self.conv(self.emb(chars).transpose(1, 2)))[:, :, :C]   # (N, filters, C)
+        return h.masked_fill((chars == PAD).unsqueeze(1), float("-inf")).amax(2)
+
     def forward(self, chars: torch.Tensor) -> torch.Tensor:
         B, T, C = chars.shape
-        x = self.emb(chars.view(B * T, C)).transpose(1, 2)           # (BT, dim, C)
-        h = F.relu(self.conv(x))[:, :, :C]                            # (BT, filters, C)
-        h = h.masked_fill((chars.view(B * T, 1, C) == PAD), float("-inf")).amax(2)
-        return torch.nan_to_num(h, neginf=0.0).view(B, T, -1)         # all-pad words → 0
+        flat = chars.view(B * T, C)
+        n = (flat != PAD).sum(1)                                      # characters per word
+        idxs, parts, lo = [], [], 0
+        for hi in (*(g for g in self.GROUPS if g < C), C):
+            idx = ((n > lo) & (n <= hi)).nonzero().squeeze(1)
+            if idx.numel():
+                idxs.append(idx)
+                parts.append(self.pool(flat[idx, :hi]))
+            lo = hi
+        out = self.conv.weight.new_zeros(B * T, self.conv.out_channels)
+        if parts:
+            h = torch.cat(parts)
+            out = out.to(h.dtype).index_copy(0, torch.cat(idxs), h)
+        return out.view(B, T, -1)
 
 
 class _Tagger(nn.Module):
@@ -69,10 +97,15 @@ class _Tagger(nn.Module):
         self.in_dim = word_dim + char_filters
 
     def _drop(self, x: torch.Tensor) -> torch.Tensor:
-        return F.dropout(x, self.p, training=self.training or self.mc)
+        """Inverted dropout; the mask from ``rand >= p`` (on CPU about 2.5x cheaper than
+        ``F.dropout``'s Bernoulli draw, same distribution)."""
+        if not (self.training or self.mc) or self.p == 0:
+            return x
+        return x * (torch.rand_like(x) >= self.p) * (1.0 / (1.0 - self.p))
 
     def _inputs(self, batch: dict) -> torch.Tensor:
-        """:math:`w^{full} = [c; w^{emb}]` (B, T, in_dim), zero at padding."""
+        """:math:`w^{full} = [c; w^{emb}]` (B, T, in_dim), zero at padding; the only random
+        part is word dropout, in training."""
         words = batch["words"]
         if self.training and self.word_dropout > 0:
             drop = torch.rand(words.shape, device=words.device) < self.word_dropout
@@ -81,12 +114,23 @@ class _Tagger(nn.Module):
         return x * batch["mask"].unsqueeze(-1)
 
     @torch.no_grad()
-    def predict(self, batch: dict, mc: bool = False) -> Prediction:
+    def predict(self, batch: dict, mc: bool = False, passes: int = 1,
+                max_rows: int | None = None) -> Prediction:
+        """Decoded tags and :math:`\\log P(\\hat y \\mid x)`: (B, T) and (B,), or with
+        ``passes`` = M > 1 (M·B, T) and (M·B,), row m·B + b for pass m of sentence b. The M·B
+        rows run in chunks of whole passes of at most ``max_rows`` rows (None: one chunk)."""
         was = self.training
         self.eval()
         self.mc = mc
         try:
-            return self._predict(batch)
+            x = self._inputs(batch)  # deterministic in eval mode: computed once
+            if passes == 1:
+                return self._predict(batch, x)
+            B = x.shape[0]
+            per = passes if max_rows is None else max(1, min(passes, max_rows // B))
+            out = [self._predict({"mask": batch["mask"].repeat(k, 1)}, x.repeat(k, 1, 1))
+                   for k in [per] * (passes // per) + [passes % per] * (passes % per > 0)]
+            return Prediction(torch.cat([o.tags for o in out]), torch.cat([o.logp for o in out]))
         finally:
             self.mc = False
             self.train(was)
@@ -107,10 +151,11 @@ class CNNCNNLSTM(_Tagger):
         self.decoder = nn.LSTM(word_filters + self.in_dim + tag_dim, decoder_dim, batch_first=True)
         self.out = nn.Linear(decoder_dim, n_tags)
 
-    def encode(self, batch: dict) -> torch.Tensor:
-        """:math:`h^{Enc}` (B, T, word_filters + in_dim)."""
+    def encode(self, batch: dict, inputs: torch.Tensor | None = None) -> torch.Tensor:
+        """:math:`h^{Enc}` (B, T, word_filters + in_dim); ``inputs``: :math:`w^{full}` if
+        already computed."""
         m = batch["mask"].unsqueeze(1)
-        x = self._drop(self._inputs(batch))
+        x = self._drop(self._inputs(batch) if inputs is None else inputs)
         h = x.transpose(1, 2)
         h = self._drop(F.relu(self.conv1(h)) * m)
         h = self._drop(F.relu(self.conv2(h)) * m)
@@ -127,23 +172,25 @@ class CNNCNNLSTM(_Tagger):
         nll = F.cross_entropy(logits.transpose(1, 2), batch["tags"], reduction="none")
         return (nll * batch["mask"]).sum() / nll.shape[0]
 
-    def _predict(self, batch: dict) -> Prediction:
+    def _predict(self, batch: dict, inputs: torch.Tensor) -> Prediction:
         """Greedy decoding; the LSTM step written out (one call of ``nn.LSTM`` per step costs
         more than the step): gates = W_ih [h_enc; y_prev] + b_ih + W_hh h + b_hh."""
-        enc = self.encode(batch)
+        enc = self.encode(batch, inputs)
         B, T, d_enc = enc.shape
         lstm = self.decoder
         w_enc, w_tag = lstm.weight_ih_l0[:, :d_enc], lstm.weight_ih_l0[:, d_enc:]
         x_enc = enc @ w_enc.T + lstm.bias_ih_l0 + lstm.bias_hh_l0   # (B, T, 4H), all steps
         tag_in = self.tag_emb.weight @ w_tag.T                        # (n_tags + 1, 4H)
-        h = enc.new_zeros(B, lstm.hidden_size)
-        c = enc.new_zeros(B, lstm.hidden_size)
+        w_hh, H = lstm.weight_hh_l0.T, lstm.hidden_size
+        h = enc.new_zeros(B, H)
+        c = enc.new_zeros(B, H)
         prev = torch.full((B,), self.n_tags, dtype=torch.long, device=enc.device)
         tags, logps = [], []
         for t in range(T):
-            i, f, g, o = (x_enc[:, t] + tag_in[prev] + h @ lstm.weight_hh_l0.T).chunk(4, -1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
+            gates = torch.addmm(x_enc[:, t] + tag_in[prev], h, w_hh)    # order i, f, g, o
+            s = torch.sigmoid(gates)
+            c = s[:, H:2 * H] * c + s[:, :H] * torch.tanh(gates[:, 2 * H:3 * H])
+            h = s[:, 3 * H:] * torch.tanh(c)
             logp = F.log_softmax(self.out(self._drop(h)), dim=-1)
             lp, prev = logp.max(-1)
             tags.append(prev)
@@ -189,8 +236,8 @@ class BiLSTMCRF(_Tagger):
         self.start = nn.Parameter(torch.zeros(n_tags))
         self.end = nn.Parameter(torch.zeros(n_tags))
 
-    def emissions(self, batch: dict) -> torch.Tensor:
-        x = self._drop(self._inputs(batch))
+    def emissions(self, batch: dict, inputs: torch.Tensor | None = None) -> torch.Tensor:
+        x = self._drop(self._inputs(batch) if inputs is None else inputs)
         lengths = batch["mask"].sum(1).cpu()
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True,
                                                    enforce_sorted=False)
@@ -204,8 +251,8 @@ class BiLSTMCRF(_Tagger):
         nll = crf.log_partition(em, mask, *p) - crf.sequence_score(em, batch["tags"], mask, *p)
         return nll.mean()
 
-    def _predict(self, batch: dict) -> Prediction:
-        em, mask = self.emissions(batch), batch["mask"]
+    def _predict(self, batch: dict, inputs: torch.Tensor) -> Prediction:
+        em, mask = self.emissions(batch, inputs), batch["mask"]
         p = (self.trans, self.start, self.end)
         tags, best = crf.viterbi(em, mask, *p)
         return Prediction(tags, best - crf.log_partition(em, mask, *p))
