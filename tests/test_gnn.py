@@ -12,13 +12,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from support.gnn_ranks import die_on_rank1, nothing, sync_and_stale
+from support.gnn_ranks import die_on_rank1, nothing
 from theorylab.empirical.distributed import launch
 from theorylab.empirical.gnn.fullgraph import (
     cost_model_bytes,
     gcn_edges,
     make_plan,
     propagate,
+    rank_variants,
     train_full_graph,
 )
 from theorylab.empirical.gnn.graphs import from_edges, from_pyg, read_edge_list, sbm
@@ -198,7 +199,7 @@ def test_two_gloo_ranks_equal_one_process_and_count_the_cost_model_bytes():
     parts = partition(g, 2, "metis", seed=0)
     opts = {"hidden": 8, "layers": 3, "epochs": 4, "lr": 0.05, "seed": 1}
     single = train_full_graph(g, None, **opts)
-    ranks = launch(sync_and_stale, 2, g.to_dict(), parts, opts, timeout_s=60)
+    ranks = launch(rank_variants, 2, g.to_dict(), parts, opts, timeout_s=60)
     scale = max(float(p.abs().max()) for p in single["params"])
     n_params = sum(p.numel() for p in single["params"])
     model = cost_model_bytes(g, parts, [6, 8, 8, 4], 4, n_params)

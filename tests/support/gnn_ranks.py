@@ -27,9 +27,3 @@ def die_on_rank1(rank: int, world: int, folder: str) -> int:
 def nothing(rank: int, world: int) -> int:
     return rank
 
-
-def sync_and_stale(rank: int, world: int, graph: dict, parts, options: dict) -> dict:
-    """Synchronous and stale (PipeGCN-style) full-graph training in one process group."""
-    from theorylab.empirical.gnn.fullgraph import rank_main
-    return {"sync": rank_main(rank, world, graph, parts, options),
-            "stale": rank_main(rank, world, graph, parts, {**options, "stale": True})}

@@ -41,7 +41,7 @@ from theorylab.empirical.gnn.partition import halo
 from theorylab.seeding import rng_for, torch_seed
 
 __all__ = ["GCN", "HaloPlan", "make_plan", "gcn_edges", "propagate", "train_mask",
-           "train_full_graph", "cost_model_bytes", "rank_main"]
+           "train_full_graph", "cost_model_bytes", "rank_main", "rank_variants"]
 
 BYTES = 4  # float32
 
@@ -228,3 +228,10 @@ def cost_model_bytes(graph: Graph, parts: torch.Tensor, dims: list[int], epochs:
 def rank_main(rank: int, world: int, graph: dict, parts: torch.Tensor, options: dict) -> dict:
     """What :func:`~theorylab.empirical.distributed.launch` runs in each worker."""
     return train_full_graph(Graph.from_dict(graph), parts, **options)
+
+
+def rank_variants(rank: int, world: int, graph: dict, parts: torch.Tensor, options: dict,
+                  variants: tuple[str, ...] = ("sync", "stale")) -> dict:
+    """:func:`rank_main` once per variant (``"sync"``, ``"stale"``) in one process group."""
+    return {v: rank_main(rank, world, graph, parts, {**options, "stale": v == "stale"})
+            for v in variants}
