@@ -12,17 +12,17 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from support.gnn_ranks import die_on_rank1, nothing
+from support.gnn_ranks import die_on_rank1, full_and_minibatch, nothing
 from theorylab.empirical.distributed import launch
 from theorylab.empirical.gnn.fullgraph import (
     cost_model_bytes,
     gcn_edges,
     make_plan,
     propagate,
-    rank_variants,
     train_full_graph,
 )
 from theorylab.empirical.gnn.graphs import from_edges, from_pyg, read_edge_list, sbm
+from theorylab.empirical.gnn.minibatch import csr, sample_blocks, sample_neighbors, train_minibatch
 from theorylab.empirical.gnn.partition import halo, partition, partition_stats
 from theorylab.errors import ConfigError, DataFormatError, TheorylabError
 
@@ -189,17 +189,69 @@ def test_single_process_gcn_equals_pyg_gcnconv():
     assert torch.allclose(ours, conv(g.x, g.edge_index), atol=1e-6)
 
 
+# --- neighbour sampling ----------------------------------------------------------------------
+
+def test_sampled_neighbours_are_real_distinct_and_min_deg_fanout():
+    g = sbm([40, 40], 0.3, 0.05, 2, seed=3)
+    rowptr, col = csr(g)
+    nodes = torch.tensor([0, 7, 13, 50, 79])
+    nbr, tgt = sample_neighbors(rowptr, col, nodes, 4, torch.Generator().manual_seed(0))
+    edges = _edge_set(g)
+    deg = g.degrees()
+    for k, i in enumerate(nodes.tolist()):
+        mine = nbr[tgt == k].tolist()
+        assert len(mine) == len(set(mine)) == min(int(deg[i]), 4)
+        assert all((i, j) in edges for j in mine)
+
+
+def test_sampling_is_reproducible_per_seed_and_blocks_chain():
+    g = sbm([40, 40], 0.3, 0.05, 2, seed=3)
+    rowptr, col = csr(g)
+    seeds = torch.tensor([1, 2, 3, 60])
+    a = sample_blocks(rowptr, col, seeds, [3, 2], torch.Generator().manual_seed(5))
+    b = sample_blocks(rowptr, col, seeds, [3, 2], torch.Generator().manual_seed(5))
+    c = sample_blocks(rowptr, col, seeds, [3, 2], torch.Generator().manual_seed(6))
+    assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b, strict=True)
+               for k in ("src", "edge_src", "edge_dst"))
+    assert any(not torch.equal(x["src"], y["src"]) for x, y in zip(a, c, strict=True))
+    assert torch.equal(a[-1]["src"][:a[-1]["n_dst"]], seeds)
+    assert torch.equal(a[0]["src"][:a[0]["n_dst"]], a[1]["src"])
+    for blk in a:   # every sampled edge of a block is an edge of the graph
+        edges = _edge_set(g)
+        dst = blk["src"][blk["edge_dst"]]
+        assert all((int(i), int(j)) in edges for i, j in zip(dst, blk["src"][blk["edge_src"]],
+                                                            strict=True))
+
+
+def test_sampling_is_uniform_over_the_neighbours():
+    """A star's centre (10 leaves), fanout 3, 3,000 draws: every leaf is chosen with
+    probability 3/10 (chi-square goodness of fit)."""
+    from scipy import stats
+    g = from_edges(np.zeros(10, dtype=np.int64), np.arange(1, 11), 11)
+    rowptr, col = csr(g)
+    gen = torch.Generator().manual_seed(0)
+    counts = np.zeros(11)
+    for _ in range(3000):
+        nbr, _ = sample_neighbors(rowptr, col, torch.tensor([0]), 3, gen)
+        counts[nbr.numpy()] += 1
+    assert stats.chisquare(counts[1:]).pvalue > 1e-3
+
+
 # --- distributed ------------------------------------------------------------------------------
 
 def test_two_gloo_ranks_equal_one_process_and_count_the_cost_model_bytes():
     """P = 2 vs one process, same init and steps: parameters to 1e-5 relative, the same losses;
     bytes counted at the calls equal the cost model exactly. The stale variant shares epoch 0's
-    loss, then departs from the synchronous trajectory, and sends fewer halo gradients."""
+    loss, then departs from the synchronous trajectory, and sends fewer halo gradients.
+    Mini-batch: 2 workers equal the two shares run in turn, and the feature rows fetched are
+    exactly the inputs outside each worker's part."""
     g = sbm([25] * 4, 0.2, 0.02, 6, seed=7)
     parts = partition(g, 2, "metis", seed=0)
     opts = {"hidden": 8, "layers": 3, "epochs": 4, "lr": 0.05, "seed": 1}
+    mb = {"hidden": 8, "fanouts": (4, 3), "batch_size": 20, "epochs": 2, "seed": 1}
     single = train_full_graph(g, None, **opts)
-    ranks = launch(rank_variants, 2, g.to_dict(), parts, opts, timeout_s=60)
+    mb_single = train_minibatch(g, parts, shares=2, **mb)
+    ranks = launch(full_and_minibatch, 2, g.to_dict(), parts, opts, mb, timeout_s=60)
     scale = max(float(p.abs().max()) for p in single["params"])
     n_params = sum(p.numel() for p in single["params"])
     model = cost_model_bytes(g, parts, [6, 8, 8, 4], 4, n_params)
@@ -213,6 +265,11 @@ def test_two_gloo_ranks_equal_one_process_and_count_the_cost_model_bytes():
         assert r["stale"]["loss"][0] == pytest.approx(single["loss"][0], rel=1e-5)
         assert abs(r["stale"]["loss"][-1] - single["loss"][-1]) > 1e-6
         assert r["stale"]["bytes"]["backward"] < r["sync"]["bytes"]["backward"]
+        assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(
+            r["minibatch"]["params"], mb_single["params"], strict=True))
+        assert r["minibatch"]["loss"] == pytest.approx(mb_single["loss"], rel=1e-5)
+    fetched = sum(r["minibatch"]["bytes"]["features"] for r in ranks)
+    assert fetched == mb_single["remote_inputs"] * 6 * 4 > 0
 
 
 def test_a_killed_rank_stops_the_others_with_a_clear_error(tmp_path):
