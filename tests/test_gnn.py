@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from support.gnn_ranks import die_on_rank1, full_and_minibatch, nothing
+from support.gnn_ranks import die_on_rank1, nothing
 from theorylab.empirical.distributed import launch
 from theorylab.empirical.gnn.fullgraph import (
     cost_model_bytes,
@@ -24,6 +24,7 @@ from theorylab.empirical.gnn.fullgraph import (
 from theorylab.empirical.gnn.graphs import from_edges, from_pyg, read_edge_list, sbm
 from theorylab.empirical.gnn.minibatch import csr, sample_blocks, sample_neighbors, train_minibatch
 from theorylab.empirical.gnn.partition import halo, partition, partition_stats
+from theorylab.empirical.gnn.study import rank_workflows
 from theorylab.errors import ConfigError, DataFormatError, TheorylabError
 
 pytest.importorskip("pymetis")
@@ -251,7 +252,7 @@ def test_two_gloo_ranks_equal_one_process_and_count_the_cost_model_bytes():
     mb = {"hidden": 8, "fanouts": (4, 3), "batch_size": 20, "epochs": 2, "seed": 1}
     single = train_full_graph(g, None, **opts)
     mb_single = train_minibatch(g, parts, shares=2, **mb)
-    ranks = launch(full_and_minibatch, 2, g.to_dict(), parts, opts, mb, timeout_s=60)
+    ranks = launch(rank_workflows, 2, g.to_dict(), parts, opts, mb, timeout_s=60)
     scale = max(float(p.abs().max()) for p in single["params"])
     n_params = sum(p.numel() for p in single["params"])
     model = cost_model_bytes(g, parts, [6, 8, 8, 4], 4, n_params)

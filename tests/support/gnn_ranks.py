@@ -28,11 +28,3 @@ def nothing(rank: int, world: int) -> int:
     return rank
 
 
-
-def full_and_minibatch(rank: int, world: int, graph: dict, parts, options: dict,
-                       mb_options: dict) -> dict:
-    """Full-graph (synchronous and stale) and mini-batch training in one process group."""
-    from theorylab.empirical.gnn.fullgraph import rank_variants
-    from theorylab.empirical.gnn.minibatch import rank_minibatch
-    return {**rank_variants(rank, world, graph, parts, options),
-            "minibatch": rank_minibatch(rank, world, graph, parts, mb_options)}

@@ -12,6 +12,8 @@ groups), its single-process twin, and METIS / hash partitions of random stochast
   dimension × layers — is what the workers send, byte for byte, counted at the calls.
 * METIS, which minimises the edge cut, sends less than a hash partition: the factor
   Σ_p |R_p|(hash) / Σ_p |R_p|(METIS) over random graphs, with its 95 % t-interval.
+* Mini-batch training with neighbour sampling on P workers equals its P shares run in turn,
+  and fetches exactly the feature rows of its sampled inputs that other workers own.
 * The staleness variant (PipeGCN-style: last epoch's halo features) changes accuracy by the
   measured gap (report-only: one graph, no interval).
 """
@@ -112,6 +114,35 @@ def metis_factor(part: pd.DataFrame) -> Verdict:
     low = min(measured, key=lambda k: measured[k].ci[0])
     return Verdict(measured=measured[low].value, criterion=AllOf(crits), ci=measured[low].ci,
                    parts=measured, details=details)
+
+
+@claim("gnn.minibatch.equals_shares", paper=PAPER, kind="empirical",
+       statement=f"mini-batch training with neighbour sampling on P workers (partitioned "
+                 f"features fetched from their owners) ends at the parameters of its P shares "
+                 f"run in turn in one process, to {PARAM_REL_TOL:g} relative")
+def _(ctx: Context) -> Verdict:
+    mb = _distributed(_records(ctx, "train"), "minibatch")
+    parts = {f"P{r.P}.{r.method}": float(r.rel_param_diff) for r in mb.itertuples()}
+    worst = max(parts, key=parts.get)
+    return Verdict(measured=parts[worst], criterion=AllOf({k: Threshold("<=", PARAM_REL_TOL)
+                                                           for k in parts}), parts=parts,
+                   details={"worst": worst})
+
+
+@claim("gnn.minibatch.fetch_matches_remote_inputs", paper=PAPER, kind="empirical",
+       statement="the feature bytes mini-batch workers fetch equal the remote input nodes of "
+                 "their sampled blocks × d × 4 exactly (ids: × 8; all-reduce: steps·P·"
+                 "(parameters)·4)")
+def _(ctx: Context) -> Verdict:
+    parts, crits = {}, {}
+    for r in _distributed(_records(ctx, "train"), "minibatch").itertuples():
+        for k in ("features", "ids", "allreduce"):
+            name = f"P{r.P}.{r.method}.{k}"
+            parts[name] = int(getattr(r, f"bytes_{k}"))
+            crits[name] = Equality(int(getattr(r, f"model_{k}")))
+    off = max(abs(v - crits[k].value) for k, v in parts.items())
+    return Verdict(measured=off, criterion=AllOf(crits), parts=parts,
+                   details={"largest_difference_bytes": off})
 
 
 @claim("gnn.staleness.accuracy_gap", paper=PAPER, kind="empirical", must_hold=False,

@@ -16,7 +16,9 @@ Units and their long records:
   workers on loopback (:func:`~theorylab.empirical.distributed.launch`) train graph 0 with the
   partition of method m; the row holds the largest parameter difference from the single run
   relative to the largest single-run parameter, the bytes counted at the calls and the cost
-  model's, seconds per epoch, final loss and test accuracy.
+  model's, seconds per epoch, final loss and test accuracy; and a ``minibatch`` row: the same
+  workers' mini-batch run (:mod:`~theorylab.empirical.gnn.minibatch`) against its P shares run
+  in turn here, with the bytes fetched and the remote inputs they should carry.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ class DistGNNStudy(Study):
     epochs: int = 20
     lr: float = 0.01
     train_fraction: float = 0.5
+    fanouts: tuple[int, ...] = (10, 10)   # mini-batch: sampled neighbours per layer
+    batch_size: int = 256
+    minibatch_epochs: int = 2
     world_sizes: tuple[int, ...] = (2, 4)
     partitioners: tuple[str, ...] = ("metis", "hash")
     n_graphs: int = 30
@@ -71,13 +76,17 @@ class DistGNNStudy(Study):
         "degree_out": Real(0, 1000), "dim": Int(1, 4096), "signal": Real(0, 100),
         "hidden": Int(1, 4096), "layers": Int(1, 8), "epochs": Int(1, 10_000), "lr": POSITIVE,
         "train_fraction": Real(0, 1, lo_open=True, hi_open=True),
-        "world_sizes": Tuple(Int(2, 64), min_len=0, max_len=8),
+        "fanouts": Tuple(Int(1, 10_000), min_len=1, max_len=8), "batch_size": Int(1, 10**6),
+        "minibatch_epochs": Int(1, 1000), "world_sizes": Tuple(Int(2, 64), min_len=0, max_len=8),
         "partitioners": Tuple(Choice(PARTITIONERS), min_len=1, max_len=3),
         "n_graphs": Int(1, 1000), "data": Str(), "self_loops": Choice(SELF_LOOPS),
         "duplicates": Choice(DUPLICATES), "timeout_s": Real(1, 86_400), "rendezvous": Str(), "seed": SEED,
     }
 
     def check(self) -> None:
+        if len(self.fanouts) != self.layers:
+            raise ConfigError(f"'fanouts' of DistGNNStudy must name one fanout per layer "
+                              f"({self.layers}). Got {list(self.fanouts)}.")
         if self.rendezvous and not self.rendezvous.startswith("tcp://"):
             raise ConfigError(f"'rendezvous' of DistGNNStudy must be 'tcp://HOST:PORT' or empty. "
                               f"Got {self.rendezvous!r}.")
@@ -98,7 +107,7 @@ class DistGNNStudy(Study):
 
     def quick(self) -> DistGNNStudy:
         return self.replace(n_nodes=600, blocks=4, dim=16, hidden=16, epochs=10,
-                            world_sizes=(2,), n_graphs=12)
+                            fanouts=(5, 5), batch_size=64, world_sizes=(2,), n_graphs=12)
 
     # -- graphs ---------------------------------------------------------------------------------
     def _build_graph(self, g: int) -> dict:
@@ -123,6 +132,10 @@ class DistGNNStudy(Study):
     def _train_options(self) -> dict:
         return {"hidden": self.hidden, "layers": self.layers, "epochs": self.epochs,
                 "lr": self.lr, "train_fraction": self.train_fraction, "seed": self.seed}
+
+    def _minibatch_options(self) -> dict:
+        return {**self._train_options(), "epochs": self.minibatch_epochs,
+                "fanouts": tuple(self.fanouts), "batch_size": self.batch_size}
 
     # -- units ----------------------------------------------------------------------------------
     def units(self) -> list[dict]:
@@ -175,13 +188,15 @@ class DistGNNStudy(Study):
 
     def _train_unit(self, P: int, method: str, ctx) -> list[dict]:
         from theorylab.empirical.distributed import launch
-        from theorylab.empirical.gnn.fullgraph import cost_model_bytes, rank_variants
+        from theorylab.empirical.gnn.fullgraph import cost_model_bytes
+        from theorylab.empirical.gnn.minibatch import train_minibatch
         from theorylab.empirical.gnn.partition import partition
         graph = self.graph(0, ctx)
         parts = partition(graph, P, method, seed=self.seed)
         single = self._single(ctx)
-        ranks = launch(rank_variants, P, graph.to_dict(), parts, self._train_options(),
-                       VARIANTS, timeout_s=self.timeout_s, rendezvous=self.rendezvous or None)
+        ranks = launch(rank_workflows, P, graph.to_dict(), parts, self._train_options(),
+                       self._minibatch_options(), timeout_s=self.timeout_s,
+                       rendezvous=self.rendezvous or None)
         scale = max(float(p.abs().max()) for p in single["params"])
         n_params = sum(p.numel() for p in single["params"])
         model = cost_model_bytes(graph, parts, self._dims(graph), self.epochs, n_params)
@@ -200,7 +215,44 @@ class DistGNNStudy(Study):
                 **{f"bytes_{k}": sum(r[v]["bytes"][k] for r in ranks) for k in model},
                 **{f"model_{k}": int(b) for k, b in model.items()},
                 **_summary({**ranks[0][v], "seconds": seconds}, self.epochs)})
+        rows.append(self._minibatch_row(P, method, graph, parts, ranks, train_minibatch))
         return rows
+
+    def _minibatch_row(self, P, method, graph, parts, ranks, train_minibatch) -> dict:
+        """P workers' mini-batch run against the P shares run in turn in this process."""
+        from theorylab.threads import single_thread
+        with single_thread():
+            twin = train_minibatch(graph, parts, shares=P, **self._minibatch_options())
+        got = ranks[0]["minibatch"]
+        scale = max(float(p.abs().max()) for p in twin["params"])
+        n_params = sum(p.numel() for p in twin["params"])
+        model = {"features": twin["remote_inputs"] * graph.x.shape[1] * 4,
+                 "ids": twin["remote_inputs"] * 8,
+                 "allreduce": twin["steps"] * P * n_params * 4}
+        seconds = [max(r["minibatch"]["seconds"][e] for r in ranks)
+                   for e in range(self.minibatch_epochs)]
+        steps = twin["steps"] // self.minibatch_epochs
+        return {"record": "train", "P": P, "method": method, "variant": "minibatch",
+                "rel_param_diff": max(float((a - b).abs().max()) for a, b in
+                                      zip(got["params"], twin["params"], strict=True)) / scale,
+                "rank_disagreement": max(float((a - b).abs().max()) for r in ranks for a, b in
+                                         zip(r["minibatch"]["params"], got["params"],
+                                             strict=True)),
+                "remote_inputs": twin["remote_inputs"],
+                **{f"bytes_{k}": sum(r["minibatch"]["bytes"][k] for r in ranks) for k in model},
+                **{f"model_{k}": int(b) for k, b in model.items()},
+                "loss_final": float(np.sum(got["loss"][-steps:])) / max(
+                    1, int(np.ceil(self.train_fraction * graph.n))),
+                "seconds_per_epoch": float(np.mean(seconds)), "epochs": self.minibatch_epochs}
+
+
+def rank_workflows(rank: int, world: int, graph: dict, parts, options: dict,
+                   minibatch_options: dict) -> dict:
+    """Each worker's runs: full-graph synchronous and stale, then mini-batch, one process group."""
+    from theorylab.empirical.gnn.fullgraph import rank_variants
+    from theorylab.empirical.gnn.minibatch import rank_minibatch
+    return {**rank_variants(rank, world, graph, parts, options, VARIANTS),
+            "minibatch": rank_minibatch(rank, world, graph, parts, minibatch_options)}
 
 
 def _summary(run: dict, epochs: int) -> dict:
