@@ -190,6 +190,7 @@ def communication_figure(ctx: Context):
             b.scatter(x + 0.27 * (j - 1), sync[f"model_{k}"] / sync.epochs, color="k",
                       marker="_", s=200, zorder=3, label="cost model" if j == 0 else None)
         b.set_xticks(x, labels)
+        b.set_xlabel("workers and partition (full-graph, synchronous)")
         b.set_ylabel("bytes per epoch")
         legend_beside(b)
         return savefig(fig, ctx.figdir / "gnn-communication")
