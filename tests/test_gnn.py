@@ -4,7 +4,11 @@ training on 2 gloo ranks against one process, and the launcher's failure modes."
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +16,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from support.gnn_ranks import die_on_rank1, nothing
+from support.gnn_ranks import die_on_rank1, nothing, sleep_forever
 from theorylab.empirical.distributed import launch
 from theorylab.empirical.gnn.fullgraph import (
     cost_model_bytes,
@@ -283,6 +287,38 @@ def test_a_killed_rank_stops_the_others_with_a_clear_error(tmp_path):
         pid = int((tmp_path / f"pid_{r}").read_text())
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_ranks_die_with_a_launcher_killed_by_sigkill(tmp_path):
+    """No orphaned workers: kill -9 the process that called launch; its ranks exit too."""
+    tests, src = str(Path(__file__).parent), str(Path(__file__).parents[1] / "src")
+    code = (f"import sys; sys.path[:0] = [{tests!r}, {src!r}]\n"
+            "from support.gnn_ranks import sleep_forever\n"
+            "from theorylab.empirical.distributed import launch\n"
+            "if __name__ == '__main__':\n"
+            f"    launch(sleep_forever, 2, {str(tmp_path)!r}, timeout_s=60)\n")
+    assert sleep_forever.__module__ == "support.gnn_ranks"
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
+    try:
+        t0 = time.perf_counter()
+        while len(list(tmp_path.glob("pid_*"))) < 2 and time.perf_counter() - t0 < 60:
+            time.sleep(0.2)
+        pids = [int(p.read_text()) for p in tmp_path.glob("pid_*")]
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    t0 = time.perf_counter()
+    while any(_alive(p) for p in pids) and time.perf_counter() - t0 < 10:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in pids)
 
 
 def test_unreachable_rendezvous_is_a_one_line_error_within_30_s():

@@ -28,3 +28,10 @@ def nothing(rank: int, world: int) -> int:
     return rank
 
 
+
+
+def sleep_forever(rank: int, world: int, folder: str) -> int:
+    """Write the pid, then sleep far longer than any test waits."""
+    Path(folder, f"pid_{rank}").write_text(str(os.getpid()))
+    time.sleep(300)
+    return rank

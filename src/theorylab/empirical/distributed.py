@@ -75,6 +75,9 @@ def _worker(rank: int, fn: Callable, world: int, init: str, backend: str, outdir
             timeout_s: float, args: tuple) -> None:
     from datetime import timedelta
 
+    # torch's spawn wrapper sets PR_SET_PDEATHSIG (SIGINT): a rank exits with its launcher, even
+    # one killed by SIGKILL (tests/test_gnn.py checks it)
+
     if backend == "nccl":
         torch.cuda.set_device(rank)
     else:  # P CPU ranks share the cores instead of each taking all of them
