@@ -297,7 +297,8 @@ def _alive(pid: int) -> bool:
 
 
 def test_ranks_die_with_a_launcher_killed_by_sigkill(tmp_path):
-    """No orphaned workers: kill -9 the process that called launch; its ranks exit too."""
+    """No orphaned workers: kill -9 the process that called launch; its ranks exit too, even
+    with SIGINT ignored."""
     tests, src = str(Path(__file__).parent), str(Path(__file__).parents[1] / "src")
     code = (f"import sys; sys.path[:0] = [{tests!r}, {src!r}]\n"
             "from support.gnn_ranks import sleep_forever\n"
@@ -305,7 +306,10 @@ def test_ranks_die_with_a_launcher_killed_by_sigkill(tmp_path):
             "if __name__ == '__main__':\n"
             f"    launch(sleep_forever, 2, {str(tmp_path)!r}, timeout_s=60)\n")
     assert sleep_forever.__module__ == "support.gnn_ranks"
-    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
+    # SIGINT ignored, as for a job started with `&` by a script: torch's own SIGINT-on-parent-death
+    # does nothing there
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         t0 = time.perf_counter()
         while len(list(tmp_path.glob("pid_*"))) < 2 and time.perf_counter() - t0 < 60:

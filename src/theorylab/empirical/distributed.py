@@ -72,11 +72,13 @@ def _save_error(outdir: str, rank: int, exc: BaseException) -> None:
 
 
 def _worker(rank: int, fn: Callable, world: int, init: str, backend: str, outdir: str,
-            timeout_s: float, args: tuple) -> None:
+            timeout_s: float, parent: int, args: tuple) -> None:
     from datetime import timedelta
 
-    # torch's spawn wrapper sets PR_SET_PDEATHSIG (SIGINT): a rank exits with its launcher, even
-    # one killed by SIGKILL (tests/test_gnn.py checks it)
+    # torch's spawn wrapper asks for SIGINT when the launcher dies, which does nothing where SIGINT
+    # is ignored (a job started with `&` by a script): SIGKILL, and a watcher thread, instead
+    from theorylab.sweep import _die_with_parent
+    _die_with_parent(parent, pdeathsig=True)
 
     if backend == "nccl":
         torch.cuda.set_device(rank)
@@ -156,7 +158,8 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, device: str = "c
     init = rendezvous or f"tcp://127.0.0.1:{free_port()}"
     with tempfile.TemporaryDirectory(prefix="theorylab-ddp-") as outdir:
         try:
-            mp.spawn(_worker, args=(fn, world, init, backend, outdir, timeout_s, args),
+            mp.spawn(_worker, args=(fn, world, init, backend, outdir, timeout_s, os.getpid(),
+                                    args),
                      nprocs=world, join=True)
         except ProcessException as exc:
             raise _failure(exc, outdir, world) from None
