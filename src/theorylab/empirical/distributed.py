@@ -60,36 +60,82 @@ def shard_bounds(n: int, world: int) -> list[int]:
     return out
 
 
-def _worker(rank: int, fn: Callable, world: int, port: int, backend: str, outdir: str,
-            timeout_s: float, args: tuple) -> None:
+def _save_error(outdir: str, rank: int, exc: BaseException) -> None:
+    """Rank ``rank``'s failure as one line for the caller: a TheorylabError keeps its class and
+    message, anything else (a peer that vanished mid-collective) becomes ``Type: first line``."""
+    if isinstance(exc, TheorylabError):
+        info = {"type": type(exc).__name__, "message": str(exc)}
+    else:
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+        info = {"type": "TheorylabError", "message": f"{type(exc).__name__}: {first}"[:300]}
+    torch.save(info, Path(outdir) / f"error_{rank}.pt")
+
+
+def _worker(rank: int, fn: Callable, world: int, init: str, backend: str, outdir: str,
+            timeout_s: float, parent: int, args: tuple) -> None:
     from datetime import timedelta
+
+    # torch's spawn wrapper asks for SIGINT when the launcher dies, which does nothing where SIGINT
+    # is ignored (a job started with `&` by a script): SIGKILL, and a watcher thread, instead
+    from theorylab.sweep import _die_with_parent
+    _die_with_parent(parent, pdeathsig=True)
 
     if backend == "nccl":
         torch.cuda.set_device(rank)
     else:  # P CPU ranks share the cores instead of each taking all of them
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world, timeout=timedelta(seconds=timeout_s))
+    try:
+        dist.init_process_group(backend, init_method=init, rank=rank, world_size=world,
+                                timeout=timedelta(seconds=timeout_s))
+    except Exception as exc:  # noqa: BLE001 - one line for the caller, whatever torch raised
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+        _save_error(outdir, rank, ConfigError(
+            f"rendezvous '{init}' unreachable within {timeout_s:g} s ({first[:160]})."))
+        raise SystemExit(1) from None
     try:
         out = fn(rank, world, *args)
         torch.save(out, Path(outdir) / f"result_{rank}.pt")
-    except TheorylabError as exc:  # the caller raises it again with the same class and line
-        torch.save({"type": type(exc).__name__, "message": str(exc)},
-                   Path(outdir) / f"error_{rank}.pt")
+    except BaseException as exc:  # the caller raises it again as one line
+        _save_error(outdir, rank, exc)
         raise
     finally:
         dist.destroy_process_group()
 
 
+def _failure(exc: Exception, outdir: str, world: int) -> TheorylabError:
+    """One line for a failed launch, in this order: a rank's own TheorylabError (bad config,
+    divergence, an unreachable rendezvous); a rank that died without raising (killed,
+    ``os._exit``); a rank's other error (typically a peer that vanished mid-collective)."""
+    from torch.multiprocessing.spawn import ProcessExitedException
+    infos = {}
+    for rank in range(world):
+        err = Path(outdir) / f"error_{rank}.pt"
+        if err.exists():
+            infos[rank] = torch.load(err, weights_only=True)
+    own = {r: i for r, i in infos.items() if i["type"] != "TheorylabError"}
+    if not own and isinstance(exc, ProcessExitedException):
+        how = f"signal {exc.signal_name}" if exc.signal_name else f"exit code {exc.exit_code}"
+        return TheorylabError(f"rank {exc.error_index} died ({how}); the other ranks were "
+                              "stopped.")
+    for rank, info in sorted((own or infos).items()):
+        cls = getattr(errors, info["type"], None)
+        if not (isinstance(cls, type) and issubclass(cls, TheorylabError)):
+            cls = TheorylabError
+        return cls(f"rank {rank}: {info['message']}")
+    return TheorylabError(f"a rank failed: {str(exc).strip().splitlines()[-1][:200]}")
+
+
 def launch(fn: Callable[..., Any], world_size: int, *args: Any, device: str = "cpu",
-           timeout_s: float = 300.0) -> list[Any]:
+           timeout_s: float = 300.0, rendezvous: str | None = None) -> list[Any]:
     """Run ``fn(rank, world_size, *args)`` in ``world_size`` local processes; return the values.
 
     ``fn`` must be a module-level function (pickled by name; ``args`` by value) and return
     what ``torch.load(..., weights_only=True)`` reads back: tensors, numbers, strings, and
     lists, tuples and dicts of them. ``device`` ``"cpu"`` uses gloo, ``"cuda"`` nccl with rank r on GPU r
     (``"auto"``: CUDA when there are ``world_size`` GPUs). A collective waiting longer than
-    ``timeout_s`` (a rank died) fails.
+    ``timeout_s`` fails; a rank that dies stops the others at once, and the caller gets one
+    line naming it. ``rendezvous`` (``tcp://HOST:PORT``; default a free loopback port) that no
+    rank can reach within ``timeout_s`` is a :class:`~theorylab.errors.ConfigError`.
     """
     import torch.multiprocessing as mp
     from torch.multiprocessing.spawn import ProcessException
@@ -105,20 +151,17 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, device: str = "c
                           f"GPUs here {torch.cuda.device_count()}.")
     if not dist.is_available():
         raise ConfigError("torch.distributed is not available in this torch build.")
+    if rendezvous is not None and not (isinstance(rendezvous, str)
+                                       and rendezvous.startswith("tcp://")):
+        raise ConfigError(f"'rendezvous' of launch must be 'tcp://HOST:PORT'. Got {rendezvous!r}.")
     backend = backend_for(device)
+    init = rendezvous or f"tcp://127.0.0.1:{free_port()}"
     with tempfile.TemporaryDirectory(prefix="theorylab-ddp-") as outdir:
         try:
-            mp.spawn(_worker, args=(fn, world, free_port(), backend, outdir, timeout_s, args),
+            mp.spawn(_worker, args=(fn, world, init, backend, outdir, timeout_s, os.getpid(),
+                                    args),
                      nprocs=world, join=True)
-        except ProcessException:
-            for rank in range(world):
-                err = Path(outdir) / f"error_{rank}.pt"
-                if err.exists():
-                    info = torch.load(err, weights_only=True)
-                    cls = getattr(errors, info["type"], None)
-                    if not (isinstance(cls, type) and issubclass(cls, TheorylabError)):
-                        cls = TheorylabError
-                    raise cls(f"rank {rank}: {info['message']}") from None
-            raise
+        except ProcessException as exc:
+            raise _failure(exc, outdir, world) from None
         return [torch.load(Path(outdir) / f"result_{r}.pt", weights_only=True)
                 for r in range(world)]

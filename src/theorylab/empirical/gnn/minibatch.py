@@ -1,0 +1,197 @@
+r"""Mini-batch GNN training with neighbour sampling (individual sampling), on P workers.
+
+**Sampling** (GraphSAGE, Hamilton et al. 2017; the survey's individual-sample-based execution).
+For a set of target nodes, each target keeps a uniform sample *without replacement* of
+min(deg, fanout) of its neighbours: every (target, neighbour) pair gets a uniform key from a
+seeded ``torch.Generator``, the keys are sorted inside each target's segment, and the first
+fanout are kept — torch ops only (no torch-sparse / pyg-lib). Layer by layer from the seeds
+outwards this gives *blocks*: block l maps its source nodes (the previous block's targets first,
+then the new neighbours) to its targets.
+
+**Model**: GraphSAGE-mean, h_i' = W_s h_i + W_n mean_{j ∈ S(i)} h_j + b (ReLU between layers;
+mean over the sampled neighbours, 0 for none).
+
+**Distribution** (data-parallel, partitioned features). The graph's structure is on every worker;
+its feature rows are split by a partition. Each step draws a global batch of B training seeds
+(a seeded permutation per epoch), worker r takes share r of it (``shard_bounds``), samples its
+blocks with the generator of (seed, epoch, step, r), fetches the features of its input nodes
+from their owners (``all_to_all_single``: the counts, the ids, then the rows) and backpropagates
+its share's summed loss divided by B; an ``all_reduce`` sums the gradients. The single-process
+twin (:func:`train_minibatch` with no process group and ``shares=P``) runs the P shares one
+after the other with the same generators and sums their gradients: the same steps.
+
+Bytes counted at the calls; the cost model of the feature fetch is
+Σ_steps Σ_r |inputs_r outside part r| × d × 4 (the remote input nodes; no hidden layer is
+exchanged, unlike full-graph training), plus 8 bytes per requested id.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from theorylab.empirical.distributed import rank_and_world, shard_bounds
+from theorylab.empirical.gnn.fullgraph import BYTES, train_mask
+from theorylab.empirical.gnn.graphs import Graph
+from theorylab.seeding import torch_generator, torch_seed
+
+__all__ = ["csr", "sample_neighbors", "sample_blocks", "SAGE", "train_minibatch", "rank_minibatch"]
+
+
+def csr(graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rowptr, col): node i's neighbours are ``col[rowptr[i]:rowptr[i+1]]``."""
+    src, dst = graph.edge_index                       # sorted by source
+    rowptr = torch.zeros(graph.n + 1, dtype=torch.int64)
+    rowptr[1:] = torch.cumsum(torch.bincount(src, minlength=graph.n), 0)
+    return rowptr, dst
+
+
+def sample_neighbors(rowptr, col, nodes: torch.Tensor, fanout: int,
+                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(neighbour ids, index of their target in ``nodes``): min(deg, fanout) neighbours per
+    target, uniformly without replacement."""
+    start, deg = rowptr[nodes], rowptr[nodes + 1] - rowptr[nodes]
+    total = int(deg.sum())
+    seg = torch.repeat_interleave(torch.arange(len(nodes)), deg)
+    first = torch.cumsum(deg, 0) - deg                 # each segment's offset in the flat list
+    pos = start[seg] + torch.arange(total) - first[seg]
+    keys = torch.rand(total, generator=generator, dtype=torch.float64)
+    order = torch.argsort(seg.to(torch.float64) + keys * 0.5)  # segments in order, shuffled inside
+    rank = torch.arange(total) - first[seg[order]]
+    chosen = order[rank < fanout]
+    return col[pos[chosen]], seg[chosen]
+
+
+def sample_blocks(rowptr, col, seeds: torch.Tensor, fanouts: list[int],
+                  generator: torch.Generator) -> list[dict]:
+    """Blocks from the input layer to the seeds; ``fanouts[l]`` is layer l's fanout."""
+    nodes, blocks = seeds, []
+    for fanout in reversed(fanouts):
+        nbr, tgt = sample_neighbors(rowptr, col, nodes, fanout, generator)
+        extra = torch.unique(nbr[~torch.isin(nbr, nodes)])
+        src = torch.cat([nodes, extra])
+        srt, perm = torch.sort(src)
+        blocks.insert(0, {"src": src, "n_dst": len(nodes),
+                          "edge_src": perm[torch.searchsorted(srt, nbr)], "edge_dst": tgt})
+        nodes = src
+    return blocks
+
+
+class SAGE(nn.Module):
+    """GraphSAGE-mean layers ``dims[l] → dims[l+1]`` applied to sampled blocks."""
+
+    def __init__(self, dims: list[int]):
+        super().__init__()
+        self.self_lins = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:],
+                                                                         strict=False))
+        self.nbr_lins = nn.ModuleList(nn.Linear(a, b, bias=False)
+                                      for a, b in zip(dims, dims[1:], strict=False))
+
+    def forward(self, x: torch.Tensor, blocks: list[dict]) -> torch.Tensor:
+        h = x
+        for l, b in enumerate(blocks):
+            n = b["n_dst"]
+            agg = torch.zeros(n, h.shape[1]).index_add_(0, b["edge_dst"], h[b["edge_src"]])
+            count = torch.bincount(b["edge_dst"], minlength=n).clamp(min=1)
+            h = self.self_lins[l](h[:n]) + self.nbr_lins[l](agg / count[:, None])
+            if l < len(blocks) - 1:
+                h = torch.relu(h)
+        return h
+
+
+def _fetch(ids: torch.Tensor, x_local: torch.Tensor, owner: torch.Tensor, pos: torch.Tensor,
+           rank: int, world: int, counter: dict) -> torch.Tensor:
+    """The feature rows of ``ids`` from their owners (three ``all_to_all_single`` calls)."""
+    dest = owner[ids]
+    order = torch.argsort(dest, stable=True)
+    want = ids[order]
+    send_counts = torch.bincount(dest, minlength=world)
+    recv_counts = torch.empty_like(send_counts)
+    dist.all_to_all_single(recv_counts, send_counts)
+    sc, rc = send_counts.tolist(), recv_counts.tolist()
+    asked = torch.empty(sum(rc), dtype=torch.int64)
+    dist.all_to_all_single(asked, want, output_split_sizes=rc, input_split_sizes=sc)
+    rows = x_local[pos[asked]]
+    got = torch.empty(len(ids), x_local.shape[1])
+    dist.all_to_all_single(got, rows, output_split_sizes=sc, input_split_sizes=rc)
+    remote_req = sum(c for q, c in enumerate(sc) if q != rank)
+    remote_rows = sum(c for q, c in enumerate(rc) if q != rank)
+    counter["ids"] = counter.get("ids", 0) + remote_req * 8
+    counter["features"] = counter.get("features", 0) + remote_rows * x_local.shape[1] * BYTES
+    counter["remote_inputs"] = counter.get("remote_inputs", 0) + remote_req
+    out = torch.empty_like(got)
+    out[order] = got
+    return out
+
+
+def train_minibatch(graph: Graph, parts: torch.Tensor | None, *, hidden: int = 16,
+                    layers: int = 2, fanouts: tuple[int, ...] = (5, 5), batch_size: int = 64,
+                    epochs: int = 2, lr: float = 0.01, train_fraction: float = 0.5,
+                    seed: int = 0, shares: int | None = None) -> dict:
+    """Mini-batch training (module docstring). In a process group of P workers each runs its
+    share; without one, ``shares`` (default 1) shares run here in turn: the P-worker twin, which
+    also counts the inputs that share r's worker would fetch from other parts of ``parts``."""
+    rank, world = rank_and_world()
+    P = world if world > 1 else (shares or 1)
+    if parts is None:
+        parts = torch.zeros(graph.n, dtype=torch.int64)
+    rowptr, col = csr(graph)
+    owner = parts if world > 1 else torch.zeros(graph.n, dtype=torch.int64)
+    local = torch.nonzero(owner == rank).flatten()
+    pos = torch.full((graph.n,), -1, dtype=torch.int64)
+    pos[local] = torch.arange(len(local))
+    x_local = graph.x[local]
+    train_nodes = torch.nonzero(train_mask(graph.n, train_fraction, seed)).flatten()
+    torch.manual_seed(torch_seed(seed, "sage-init"))
+    model = SAGE([graph.x.shape[1]] + [hidden] * (layers - 1) + [graph.n_classes])
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    counter: dict[str, int] = {}
+    losses, seconds, steps = [], [], 0
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        perm = train_nodes[torch.randperm(len(train_nodes),
+                                          generator=torch_generator(seed, "batches", epoch))]
+        for step, b0 in enumerate(range(0, len(perm), batch_size)):
+            batch = perm[b0:b0 + batch_size]
+            bounds = shard_bounds(len(batch), P)
+            opt.zero_grad()
+            total = torch.zeros((), dtype=torch.float64)
+            for r in ([rank] if world > 1 else range(P)):
+                seeds = batch[bounds[r]:bounds[r + 1]]
+                blocks = sample_blocks(rowptr, col, seeds, list(fanouts),
+                                       torch_generator(seed, "sample", epoch, step, r))
+                ids = blocks[0]["src"]
+                if world > 1:
+                    x = _fetch(ids, x_local, owner, pos, rank, world, counter)
+                else:    # what share r's worker would fetch: its inputs outside part r
+                    x = graph.x[ids]
+                    counter["remote_inputs"] = (counter.get("remote_inputs", 0)
+                                                + int((parts[ids] != r).sum()))
+                out = model(x, blocks)
+                loss = nn.functional.cross_entropy(out, graph.y[seeds], reduction="sum")
+                (loss / len(batch)).backward()
+                total += float(loss.detach())
+            if world > 1:
+                for p in model.parameters():
+                    counter["allreduce"] = counter.get("allreduce", 0) + p.grad.numel() * BYTES
+                    dist.all_reduce(p.grad)
+            opt.step()
+            losses.append(total)
+            steps += 1
+        seconds.append(time.perf_counter() - t0)
+    loss_sum = torch.stack(losses)
+    if world > 1:
+        dist.all_reduce(loss_sum)
+    return {"params": [p.detach().clone() for p in model.parameters()],
+            "loss": loss_sum.tolist(), "seconds": seconds, "steps": steps,
+            "bytes": {k: int(counter.get(k, 0)) for k in ("ids", "features", "allreduce")},
+            "remote_inputs": int(counter.get("remote_inputs", 0))}
+
+
+def rank_minibatch(rank: int, world: int, graph: dict, parts: torch.Tensor,
+                   options: dict) -> dict:
+    """What :func:`~theorylab.empirical.distributed.launch` runs in each worker."""
+    return train_minibatch(Graph.from_dict(graph), parts, **options)
