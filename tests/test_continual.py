@@ -347,3 +347,69 @@ def test_fashion_mnist_reads_as_published():
     assert X.shape == (10_000, 28, 28) and X.dtype == np.float32
     assert 0.0 <= X.min() and X.max() <= 1.0
     assert np.bincount(y).tolist() == [1000] * 10   # the test set is balanced
+
+
+# --- each task's model is an artifact ----------------------------------------------------------
+
+def _task_artifacts(store) -> dict[tuple, tuple[str, int]]:
+    """(setting, method, seed, task) -> (path, mtime) of every stored ``task`` artifact."""
+    import json
+    arts = store.artifacts()
+    arts = arts[arts.stage == "task"]
+    out = {}
+    for key, path in zip(arts.key, arts.path, strict=True):
+        k = json.loads(key)
+        full = store.artifact_root / path
+        if full.exists():
+            out[(k["setting"], k["method"], k["seed"], k["task"])] = (
+                path, full.stat().st_mtime_ns)
+    return out
+
+
+def _acc_rows(rows):
+    return [(r["i"], r["j"], r["acc"]) for r in rows if r["record"] == "R"]
+
+
+def test_each_tasks_model_is_an_artifact_reused_by_reruns_and_resumed(tmp_path):
+    from theorylab.artifacts import UnitContext
+    from theorylab.store import Store
+    study = ContinualStudy(dataset="digits", train_per_class=30, test_per_class=15, hidden=16,
+                           epochs=1, n_seeds=1, methods=("naive", "ewc", "replay", "generative"),
+                           settings=("class",), memory=20)
+    with Store(tmp_path / "s.sqlite") as store:
+        def run(st, unit):
+            return st.run_unit(unit, UnitContext(st, store.path))
+
+        first = {m: run(study, {"setting": "class", "method": m, "seed": 0})
+                 for m in study.methods}
+        built = _task_artifacts(store)
+        assert sorted(built) == [("class", m, 0, i) for m in sorted(study.methods)
+                                 for i in range(5)]
+        # the stored run computes what the in-memory one does (what it loads is what it built)
+        for m, rows in first.items():
+            assert _acc_rows(rows) == _acc_rows(study.run_unit(
+                {"setting": "class", "method": m, "seed": 0}))
+        # more seeds and methods: the stored tasks are loaded, not trained again
+        bigger = study.replace(n_seeds=2, methods=(*study.methods, "si"))
+        again = run(bigger, {"setting": "class", "method": "ewc", "seed": 0})
+        assert _acc_rows(again) == _acc_rows(first["ewc"])
+        assert [r["seconds_per_task"] for r in again if r["record"] == "summary"] == \
+            [r["seconds_per_task"] for r in first["ewc"] if r["record"] == "summary"]
+        assert _task_artifacts(store) == built
+        # a run stopped after task 2 resumes there: tasks 3 and 4 trained again, same numbers
+        for i in (3, 4):
+            (store.artifact_root / built[("class", "replay", 0, i)][0]).unlink()
+        resumed = run(study, {"setting": "class", "method": "replay", "seed": 0})
+        assert _acc_rows(resumed) == _acc_rows(first["replay"])
+        now = _task_artifacts(store)
+        assert all(now[k] == built[k] for k in built if k[1:] != ("replay", 0, 3)
+                   and k[1:] != ("replay", 0, 4))
+        assert all(now[("class", "replay", 0, i)][1] != built[("class", "replay", 0, i)][1]
+                   for i in (3, 4))
+        # a changed setting builds new tasks: EWC's λ for EWC only, the width for every method
+        run(study.replace(ewc_lambda=10.0), {"setting": "class", "method": "ewc", "seed": 0})
+        run(study.replace(ewc_lambda=10.0), {"setting": "class", "method": "naive", "seed": 0})
+        arts = store.artifacts()
+        assert (arts.stage == "task").sum() == 4 * 5 + 5     # + EWC at λ = 10; naive reused
+        run(study.replace(hidden=8), {"setting": "class", "method": "naive", "seed": 0})
+        assert (store.artifacts().stage == "task").sum() == 4 * 5 + 5 + 5

@@ -11,6 +11,12 @@ two-hidden-layer ReLU MLP; every strategy trains with the same :class:`TrainConf
 Records per unit (setting, method, seed): ``R`` (one row per (i, j) of the accuracy matrix, and
 the accuracy ``b`` at initialisation as i = -1) and ``summary`` (ACC, BWT, FWT, forgetting, seconds
 of training per task, the strategy's memory in bytes, the model's parameters).
+
+Stages (``ctx.artifact``): ``data`` per seed, and ``task`` per (setting, method, seed, task i):
+the model's parameters after task i, the strategy's state (:meth:`Strategy.state`: Fisher and
+anchors, buffers, generator...), the row R[i], the seconds and memory. A rerun, or a run with more
+seeds, methods or settings, loads them; a run stopped mid-stream resumes after its last finished
+task; a change of any field in :meth:`ContinualStudy.task_fields` builds new ones.
 """
 
 from __future__ import annotations
@@ -33,23 +39,43 @@ from theorylab.seeding import rng_for
 from theorylab.study import Study, memory_context
 from theorylab.threads import single_thread
 
-__all__ = ["ContinualStudy", "SPLITS", "METHODS", "TASK_ID_ONLY"]
+__all__ = ["ContinualStudy", "SPLITS", "METHODS", "TASK_ID_ONLY", "TASK_FIELDS", "METHOD_FIELDS",
+           "source_images"]
 
 SPLITS = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
 METHODS = ("naive", "joint", "ewc", "si", "lwf", "replay", "agem", "generative", "packnet")
 TASK_ID_ONLY = ("packnet",)   # need the task's identity at test time: task-incremental only
+#: the fields every task's model (artifact stage ``task``) depends on; the method's own
+#: hyper-parameter is added per method (:data:`METHOD_FIELDS`), and ``permuted_tasks`` in the
+#: domain-incremental setting. ``settings``, ``methods`` and ``n_seeds`` only add units.
+TASK_FIELDS = ("dataset", "train_per_class", "test_per_class", "hidden", "epochs", "batch_size",
+               "lr", "seed")
+METHOD_FIELDS = {"ewc": ("ewc_lambda",), "si": ("si_c",), "lwf": ("lwf_lambda",),
+                 "replay": ("memory",), "agem": ("memory",)}
 
 
-@functools.lru_cache(maxsize=2)
-def _dataset(name: str):
+@functools.lru_cache(maxsize=1)
+def source_images(name: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """((x_train, y_train), (x_test, y_test)) of the whole data set ``name``, read-only.
+
+    A per-process cache of one data set, on purpose: every seed's ``data`` artifact draws its
+    subset from the same files (read-only system data, 0.75 CPU-s per read of Fashion-MNIST),
+    and a worker builds several. The arrays are marked read-only, so no caller can change what
+    another one sees; ``source_images.cache_clear()`` frees them.
+    """
     from theorylab.empirical.data import images
     if name == "digits":
         X, y = images.load_digits()
         rng = np.random.default_rng(0)          # a fixed train/test split of the 1,797 images
         idx = rng.permutation(len(y))
         cut = int(0.7 * len(y))
-        return (X[idx[:cut]], y[idx[:cut]]), (X[idx[cut:]], y[idx[cut:]])
-    return images.load_fashion_mnist("train"), images.load_fashion_mnist("test")
+        out = (X[idx[:cut]], y[idx[:cut]]), (X[idx[cut:]], y[idx[cut:]])
+    else:
+        out = images.load_fashion_mnist("train"), images.load_fashion_mnist("test")
+    for part in out:
+        for a in part:
+            a.setflags(write=False)
+    return out
 
 
 def _balanced(y: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
@@ -103,7 +129,7 @@ class ContinualStudy(Study):
                 if not (m in TASK_ID_ONLY and s != "task")]
 
     def _data(self, seed: int) -> dict:
-        (xtr, ytr), (xte, yte) = _dataset(self.dataset)
+        (xtr, ytr), (xte, yte) = source_images(self.dataset)
         rng = rng_for(self.seed, "subset", seed)
         tr, te = _balanced(ytr, self.train_per_class, rng), _balanced(yte, self.test_per_class, rng)
         return {"x_train": torch.from_numpy(xtr[tr]), "y_train": torch.from_numpy(ytr[tr]),
@@ -126,17 +152,29 @@ class ContinualStudy(Study):
                   "generative": {"hidden": self.hidden}}.get(method, {})
         return make_strategy(method, **params)
 
+    def task_fields(self, setting: str, method: str) -> tuple[str, ...]:
+        """The config fields the model after any task of (setting, method) depends on."""
+        return (*TASK_FIELDS, *METHOD_FIELDS.get(method, ()),
+                *(("permuted_tasks",) if setting == "domain" else ()))
+
     def run_unit(self, unit, ctx=None):
         setting, method, seed = unit["setting"], unit["method"], int(unit["seed"])
+        ctx = memory_context(self, ctx)
         stream = self.stream(setting, seed, ctx)
         dim, n_classes = stream[0].x_train.shape[1], stream[0].n_classes
         config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                              device="cpu", seed=0)
+        key = {"setting": setting, "method": method, "seed": seed}
+
+        def checkpoint(i, build):   # each task's model (and strategy state) is an artifact
+            return ctx.artifact("task", {**key, "task": i}, build,
+                                depends_on=self.task_fields(setting, method))
+
         with single_thread():
             res = run_stream(lambda: mlp(dim, n_classes, self.hidden), stream,
                              self.strategy(method), config, seed=int(rng_for(
-                                 self.seed, "run", seed).integers(2**62)))
-        key = {"setting": setting, "method": method, "seed": seed}
+                                 self.seed, "run", seed).integers(2**62)),
+                             checkpoint=checkpoint)
         T = len(stream)
         rows = [{"record": "R", **key, "i": i, "j": j, "acc": float(res.R[i, j])}
                 for i in range(T) for j in range(T)]

@@ -37,6 +37,7 @@ class PackNet(Strategy):
     family = "parameter isolation"
     prune: float = 0.5
     retrain_epochs: int = 1
+    carried = ("_owner",)   # _frozen and _start are rebuilt by before_task
     _owner: dict = field(default_factory=dict, repr=False)    # weight name -> int tensor (-1 free)
     _frozen: dict = field(default_factory=dict, repr=False)   # name -> (mask, values) held fixed
     _start: dict = field(default_factory=dict, repr=False)    # weights at the task's start
