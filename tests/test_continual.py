@@ -336,6 +336,29 @@ def test_joint_upper_bound_fails_when_a_method_beats_joint():
     bad = _summary_table({"joint": 0.3, "replay": 0.5})
     v = cl_paper.joint_upper_bound(bad)
     assert v.status == "fails" and v.details["largest_upper_end"] == "class.replay"
+    # restricted to some methods (cl.task.joint_bounds_regularisation): only their parts count
+    v = cl_paper.joint_upper_bound(bad, methods=("naive",))
+    assert v.status == "holds" and set(v.parts) == {"class.naive"}
+
+
+def test_quick_studies_share_every_task_model():
+    """The quick claims run one study per setting (and more seeds of naive/EWC in class-IL):
+    their task models have one artifact scope, so common (setting, method, seed) train once."""
+    from theorylab.artifacts import scope_hash
+    from theorylab.claims import Context
+    ctx = Context(None, None, quick=True)
+    studies = cl_paper._studies(ctx)
+    assert {s for st in studies for s in st.settings} == {"task", "class", "domain"}
+    for setting in ("task", "class", "domain"):
+        for m in ("naive", "ewc"):
+            scopes = {scope_hash(st, "task", st.task_fields(setting, m)) for st in studies}
+            assert len(scopes) == 1
+    full = cl_paper._studies(Context(None, None, quick=False))
+    assert full == [ContinualStudy()]
+    # a field the task models depend on gives a new scope
+    st = studies[0]
+    assert scope_hash(st.replace(lr=2e-3), "task", st.task_fields("class", "ewc")) != \
+        scope_hash(st, "task", st.task_fields("class", "ewc"))
 
 
 @pytest.mark.skipif(not __import__("theorylab.empirical.data.images", fromlist=["x"])
@@ -413,3 +436,48 @@ def test_each_tasks_model_is_an_artifact_reused_by_reruns_and_resumed(tmp_path):
         assert (arts.stage == "task").sum() == 4 * 5 + 5     # + EWC at λ = 10; naive reused
         run(study.replace(hidden=8), {"setting": "class", "method": "naive", "seed": 0})
         assert (store.artifacts().stage == "task").sum() == 4 * 5 + 5 + 5
+
+
+# --- bad input through the CLI: one line, non-zero exit ------------------------------------
+
+def _cli_error(capsys, tmp_path, *sets):
+    from theorylab import cli
+    args = ["run", "cl-vision", "--store", str(tmp_path / "s.sqlite"), "--executor", "serial",
+            "--no-progress", "--set", "settings=[\"class\"]", "--set", "methods=[\"naive\"]",
+            "--set", "n_seeds=1", "--set", "epochs=1", "--set", "train_per_class=2",
+            "--set", "test_per_class=1", "--set", "hidden=4"]
+    for s in sets:
+        args += ["--set", s]
+    rc = cli.main(args)
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and err.startswith("error: ") and "\n" not in err, (rc, err)
+    return err
+
+
+def test_cli_bad_input_is_one_line_and_a_non_zero_exit(tmp_path, capsys):
+    from PIL import Image
+    # a negative buffer size
+    assert "'memory' of ContinualStudy" in _cli_error(capsys, tmp_path, "memory=-1")
+    # a corrupted IDX file in a folder of Fashion-MNIST-format files
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    imgs, labs = np.zeros((20, 3, 3), np.uint8), np.repeat(np.arange(10, dtype=np.uint8), 2)
+    for p in ("train", "t10k"):
+        (idx / f"{p}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(imgs)))
+        (idx / f"{p}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(labs)))
+    bad = idx / "train-images-idx3-ubyte.gz"
+    bad.write_bytes(gzip.compress(_idx_bytes(imgs))[:-10])
+    err = _cli_error(capsys, tmp_path, f"dataset={idx}")
+    assert "corrupted gzip" in err and str(bad) in err
+    # a user's image folder whose classes the split (0,1) ... (8,9) does not partition
+    rng = np.random.default_rng(0)
+    for part in ("train", "test"):
+        for c in ("a", "b", "c"):
+            (tmp_path / "img" / part / c).mkdir(parents=True)
+            for k in range(2):
+                Image.fromarray(rng.integers(0, 256, (4, 4), dtype=np.uint8)).save(
+                    tmp_path / "img" / part / c / f"{k}.png")
+    err = _cli_error(capsys, tmp_path, f"dataset={tmp_path / 'img'}")
+    assert "missing" in err and "3" in err
+    # an unknown data set name
+    assert "'dataset' of ContinualStudy" in _cli_error(capsys, tmp_path, "dataset=nope")

