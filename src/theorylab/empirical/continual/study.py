@@ -13,7 +13,7 @@ Records per unit (setting, method, seed): ``R`` (one row per (i, j) of the accur
 the accuracy ``b`` at initialisation as i = -1) and ``summary`` (ACC, BWT, FWT, forgetting, seconds
 of training per task, the strategy's memory in bytes, the model's parameters).
 
-Stages (``ctx.artifact``): ``data`` per seed, and ``task`` per (setting, method, seed, task i):
+Stages (``ctx.artifact``): ``subset`` per seed (indices of its images), and ``task`` per (setting, method, seed, task i):
 the model's parameters after task i, the strategy's state (:meth:`Strategy.state`: Fisher and
 anchors, buffers, generator...), the row R[i], the seconds and memory. A rerun, or a run with more
 seeds, methods or settings, loads them; a run stopped mid-stream resumes after its last finished
@@ -152,18 +152,20 @@ class ContinualStudy(Study):
                 for m in self.methods for r in range(self.n_seeds)
                 if not (m in TASK_ID_ONLY and s != "task")]
 
-    def _data(self, seed: int) -> dict:
-        (xtr, ytr), (xte, yte) = source_images(self.dataset)
+    def _subset(self, seed: int) -> dict:
+        """Seed ``seed``'s class-balanced subset: indices into the training and test images."""
+        (_, ytr), (_, yte) = source_images(self.dataset)
         rng = rng_for(self.seed, "subset", seed)
         tr, te = _balanced(ytr, self.train_per_class, rng), _balanced(yte, self.test_per_class, rng)
-        return {"x_train": torch.from_numpy(xtr[tr]), "y_train": torch.from_numpy(ytr[tr]),
-                "x_test": torch.from_numpy(xte[te]), "y_test": torch.from_numpy(yte[te])}
+        return {"train": torch.from_numpy(tr), "test": torch.from_numpy(te)}
 
     def stream(self, setting: str, seed: int, ctx=None):
-        d = memory_context(self, ctx).artifact(
-            "data", seed, lambda: self._data(seed),
+        idx = memory_context(self, ctx).artifact(
+            "subset", seed, lambda: self._subset(seed),
             depends_on=("dataset", "train_per_class", "test_per_class", "seed"))
-        train, test = ((d[f"x_{s}"].numpy(), d[f"y_{s}"].numpy()) for s in ("train", "test"))
+        (xtr, ytr), (xte, yte) = source_images(self.dataset)
+        tr, te = idx["train"].numpy(), idx["test"].numpy()
+        train, test = (xtr[tr], ytr[tr]), (xte[te], yte[te])
         if setting == "domain":
             return permuted_stream(train, test, self.permuted_tasks, seed=rng_for(
                 self.seed, "perm", seed).integers(2**62))
