@@ -336,6 +336,29 @@ def test_joint_upper_bound_fails_when_a_method_beats_joint():
     bad = _summary_table({"joint": 0.3, "replay": 0.5})
     v = cl_paper.joint_upper_bound(bad)
     assert v.status == "fails" and v.details["largest_upper_end"] == "class.replay"
+    # restricted to some methods (cl.task.joint_bounds_regularisation): only their parts count
+    v = cl_paper.joint_upper_bound(bad, methods=("naive",))
+    assert v.status == "holds" and set(v.parts) == {"class.naive"}
+
+
+def test_quick_studies_share_every_task_model():
+    """The quick claims run one study per setting (and more seeds of naive/EWC in class-IL):
+    their task models have one artifact scope, so common (setting, method, seed) train once."""
+    from theorylab.artifacts import scope_hash
+    from theorylab.claims import Context
+    ctx = Context(None, None, quick=True)
+    studies = cl_paper._studies(ctx)
+    assert {s for st in studies for s in st.settings} == {"task", "class", "domain"}
+    for setting in ("task", "class", "domain"):
+        for m in ("naive", "ewc"):
+            scopes = {scope_hash(st, "task", st.task_fields(setting, m)) for st in studies}
+            assert len(scopes) == 1
+    full = cl_paper._studies(Context(None, None, quick=False))
+    assert full == [ContinualStudy()]
+    # a field the task models depend on gives a new scope
+    st = studies[0]
+    assert scope_hash(st.replace(lr=2e-3), "task", st.task_fields("class", "ewc")) != \
+        scope_hash(st, "task", st.task_fields("class", "ewc"))
 
 
 @pytest.mark.skipif(not __import__("theorylab.empirical.data.images", fromlist=["x"])
@@ -347,3 +370,114 @@ def test_fashion_mnist_reads_as_published():
     assert X.shape == (10_000, 28, 28) and X.dtype == np.float32
     assert 0.0 <= X.min() and X.max() <= 1.0
     assert np.bincount(y).tolist() == [1000] * 10   # the test set is balanced
+
+
+# --- each task's model is an artifact ----------------------------------------------------------
+
+def _task_artifacts(store) -> dict[tuple, tuple[str, int]]:
+    """(setting, method, seed, task) -> (path, mtime) of every stored ``task`` artifact."""
+    import json
+    arts = store.artifacts()
+    arts = arts[arts.stage == "task"]
+    out = {}
+    for key, path in zip(arts.key, arts.path, strict=True):
+        k = json.loads(key)
+        full = store.artifact_root / path
+        if full.exists():
+            out[(k["setting"], k["method"], k["seed"], k["task"])] = (
+                path, full.stat().st_mtime_ns)
+    return out
+
+
+def _acc_rows(rows):
+    return [(r["i"], r["j"], r["acc"]) for r in rows if r["record"] == "R"]
+
+
+def test_each_tasks_model_is_an_artifact_reused_by_reruns_and_resumed(tmp_path):
+    from theorylab.artifacts import UnitContext
+    from theorylab.store import Store
+    study = ContinualStudy(dataset="digits", train_per_class=30, test_per_class=15, hidden=16,
+                           epochs=1, n_seeds=1, methods=("naive", "ewc", "replay", "generative"),
+                           settings=("class",), memory=20)
+    with Store(tmp_path / "s.sqlite") as store:
+        def run(st, unit):
+            return st.run_unit(unit, UnitContext(st, store.path))
+
+        first = {m: run(study, {"setting": "class", "method": m, "seed": 0})
+                 for m in study.methods}
+        built = _task_artifacts(store)
+        assert sorted(built) == [("class", m, 0, i) for m in sorted(study.methods)
+                                 for i in range(5)]
+        # the stored run computes what the in-memory one does (what it loads is what it built)
+        for m, rows in first.items():
+            assert _acc_rows(rows) == _acc_rows(study.run_unit(
+                {"setting": "class", "method": m, "seed": 0}))
+        # more seeds and methods: the stored tasks are loaded, not trained again
+        bigger = study.replace(n_seeds=2, methods=(*study.methods, "si"))
+        again = run(bigger, {"setting": "class", "method": "ewc", "seed": 0})
+        assert _acc_rows(again) == _acc_rows(first["ewc"])
+        assert [r["seconds_per_task"] for r in again if r["record"] == "summary"] == \
+            [r["seconds_per_task"] for r in first["ewc"] if r["record"] == "summary"]
+        assert _task_artifacts(store) == built
+        # a run stopped after task 2 resumes there: tasks 3 and 4 trained again, same numbers
+        for i in (3, 4):
+            (store.artifact_root / built[("class", "replay", 0, i)][0]).unlink()
+        resumed = run(study, {"setting": "class", "method": "replay", "seed": 0})
+        assert _acc_rows(resumed) == _acc_rows(first["replay"])
+        now = _task_artifacts(store)
+        assert all(now[k] == built[k] for k in built if k[1:] != ("replay", 0, 3)
+                   and k[1:] != ("replay", 0, 4))
+        assert all(now[("class", "replay", 0, i)][1] != built[("class", "replay", 0, i)][1]
+                   for i in (3, 4))
+        # a changed setting builds new tasks: EWC's λ for EWC only, the width for every method
+        run(study.replace(ewc_lambda=10.0), {"setting": "class", "method": "ewc", "seed": 0})
+        run(study.replace(ewc_lambda=10.0), {"setting": "class", "method": "naive", "seed": 0})
+        arts = store.artifacts()
+        assert (arts.stage == "task").sum() == 4 * 5 + 5     # + EWC at λ = 10; naive reused
+        run(study.replace(hidden=8), {"setting": "class", "method": "naive", "seed": 0})
+        assert (store.artifacts().stage == "task").sum() == 4 * 5 + 5 + 5
+
+
+# --- bad input through the CLI: one line, non-zero exit ------------------------------------
+
+def _cli_error(capsys, tmp_path, *sets):
+    from theorylab import cli
+    args = ["run", "cl-vision", "--store", str(tmp_path / "s.sqlite"), "--executor", "serial",
+            "--no-progress", "--set", "settings=[\"class\"]", "--set", "methods=[\"naive\"]",
+            "--set", "n_seeds=1", "--set", "epochs=1", "--set", "train_per_class=2",
+            "--set", "test_per_class=1", "--set", "hidden=4"]
+    for s in sets:
+        args += ["--set", s]
+    rc = cli.main(args)
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and err.startswith("error: ") and "\n" not in err, (rc, err)
+    return err
+
+
+def test_cli_bad_input_is_one_line_and_a_non_zero_exit(tmp_path, capsys):
+    from PIL import Image
+    # a negative buffer size
+    assert "'memory' of ContinualStudy" in _cli_error(capsys, tmp_path, "memory=-1")
+    # a corrupted IDX file in a folder of Fashion-MNIST-format files
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    imgs, labs = np.zeros((20, 3, 3), np.uint8), np.repeat(np.arange(10, dtype=np.uint8), 2)
+    for p in ("train", "t10k"):
+        (idx / f"{p}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(imgs)))
+        (idx / f"{p}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(labs)))
+    bad = idx / "train-images-idx3-ubyte.gz"
+    bad.write_bytes(gzip.compress(_idx_bytes(imgs))[:-10])
+    err = _cli_error(capsys, tmp_path, f"dataset={idx}")
+    assert "corrupted gzip" in err and str(bad) in err
+    # a user's image folder whose classes the split (0,1) ... (8,9) does not partition
+    rng = np.random.default_rng(0)
+    for part in ("train", "test"):
+        for c in ("a", "b", "c"):
+            (tmp_path / "img" / part / c).mkdir(parents=True)
+            for k in range(2):
+                Image.fromarray(rng.integers(0, 256, (4, 4), dtype=np.uint8)).save(
+                    tmp_path / "img" / part / c / f"{k}.png")
+    err = _cli_error(capsys, tmp_path, f"dataset={tmp_path / 'img'}")
+    assert "missing" in err and "3" in err
+    # an unknown data set name
+    assert "'dataset' of ContinualStudy" in _cli_error(capsys, tmp_path, "dataset=nope")

@@ -42,16 +42,51 @@ COLLAPSE_MARGIN = 0.10     # "no gain": ACC(m) − ACC(naive) below 10 points (L
 ACC_HALF_WIDTH = 0.10      # precision of a paired ACC/BWT difference: a CI wider than ±10 points
 COLLAPSE_HALF_WIDTH = 0.05  # ... and ±5 points where the bound itself is 10 points
 JOINT_MARGIN = 0.02        # joint is an upper bound: no method above it by more than 2 points
+#: Seeds per setting of the quick form (full size: the study's 5 seeds everywhere), from the
+#: precision each setting's claims need, estimated on pilots at the quick sizes (sd over seeds):
+#: EWC's class-IL gain over naive (0.040) needs 12 seeds for its CI to clear the 0.10 bound;
+#: generative replay's gain (0.065, sd 0.045) and the other class-IL claims 6; EWC and SI in
+#: task-IL (0.038 and 0.051 of their difference to joint, mean −0.05) 6 to stay below +0.02;
+#: domain-IL naive − joint (−0.03 with two permuted tasks) 4. Every quick study shares the
+#: stored task models (artifact stage ``task``), so seeds and methods in common train once.
+QUICK_SEEDS = {"class": 6, "task": 6, "domain": 4}
+QUICK_EWC_SEEDS = 12       # class-IL naive and EWC only
+#: the task-IL regularisation methods re-decided with more seeds (cl.task.joint_bounds_regularisation)
+REG_METHODS = ("ewc", "si")
+REG_SEEDS = 20
 
 
-def _study(ctx: Context):
+def _studies(ctx: Context) -> list:
+    """The studies the claims read: at full size the default study (every setting and method, 5
+    seeds); at quick size one per setting with :data:`QUICK_SEEDS`, and naive/EWC class-IL with
+    :data:`QUICK_EWC_SEEDS`."""
     from theorylab.empirical.continual.study import ContinualStudy
-    return ctx.sized(ContinualStudy())
+    if not ctx.quick:
+        return [ContinualStudy()]
+    q = ContinualStudy().quick()
+    return [*(q.replace(settings=(s,), n_seeds=n) for s, n in QUICK_SEEDS.items()),
+            q.replace(settings=("class",), methods=("naive", "ewc"), n_seeds=QUICK_EWC_SEEDS)]
+
+
+def _union(tables) -> pd.DataFrame:
+    """Rows of several studies' tables, each (record, setting, method, seed, i, j) once."""
+    import pandas as pd
+    t = pd.concat(list(tables), ignore_index=True)
+    keys = [k for k in ("record", "setting", "method", "seed", "i", "j") if k in t.columns]
+    return t.drop_duplicates(subset=keys).reset_index(drop=True)
+
+
+def _table(ctx: Context) -> pd.DataFrame:
+    return _union(ctx.run(st) for st in _studies(ctx))
+
+
+def _loaded(ctx: Context) -> pd.DataFrame:
+    return _union(ctx.load(st) for st in _studies(ctx))
 
 
 def _summary(ctx: Context) -> pd.DataFrame:
     from theorylab.study import records
-    return records(ctx.run(_study(ctx)), "summary")
+    return records(_table(ctx), "summary")
 
 
 def paired_difference(summary: pd.DataFrame, setting: str, a: str, b: str,
@@ -97,14 +132,35 @@ def _(ctx: Context) -> Verdict:
        statement=f"joint training upper-bounds every method: in every setting no method's ACC "
                  f"exceeds joint's by more than {JOINT_MARGIN:.0%}")
 def _(ctx: Context) -> Verdict:
+    # Full size (5 seeds) it fails on task-IL EWC: 0.039 below joint, CI upper end +0.025 >
+    # 0.02 (results/verify_full_cl.json). That verdict stands; the task-IL regularisation parts
+    # are decided again with 20 seeds by cl.task.joint_bounds_regularisation, registered beside.
     return joint_upper_bound(_summary(ctx))
 
 
-def joint_upper_bound(summary: pd.DataFrame) -> Verdict:
-    """Every (setting, method): the CI of ACC(method) − ACC(joint) lies below the margin."""
+@claim("cl.task.joint_bounds_regularisation", paper=PAPER, kind="empirical",
+       statement=f"in task-incremental Split Fashion-MNIST joint training upper-bounds the "
+                 f"regularisation methods (EWC, SI) over {REG_SEEDS} seeds: neither's ACC exceeds "
+                 f"joint's by more than {JOINT_MARGIN:.0%} (the parts of cl.joint_upper_bound "
+                 "that 5 seeds left undecided or failed)")
+def _(ctx: Context) -> Verdict:
+    from theorylab.empirical.continual.study import ContinualStudy
+    from theorylab.study import records
+    if ctx.quick:   # the quick task-IL study (QUICK_SEEDS["task"] seeds)
+        summary = _summary(ctx)
+    else:
+        summary = records(ctx.run(ContinualStudy(
+            settings=("task",), methods=("naive", "joint", *REG_METHODS), n_seeds=REG_SEEDS)),
+            "summary")
+    return joint_upper_bound(summary[summary.setting == "task"], methods=REG_METHODS)
+
+
+def joint_upper_bound(summary: pd.DataFrame, methods: tuple[str, ...] | None = None) -> Verdict:
+    """Every (setting, method) (``methods``: those only): the CI of ACC(method) − ACC(joint)
+    lies below the margin."""
     parts, measured, details = {}, {}, {}
     for setting, g in summary.groupby("setting"):
-        for m in sorted(set(g.method) - {"joint"}):
+        for m in sorted((set(methods) if methods else set(g.method)) - {"joint"}):
             diff = paired_difference(summary, setting, m, "joint")
             key = f"{setting}.{m}"
             parts[key] = CIBelow(JOINT_MARGIN, ACC_HALF_WIDTH)
@@ -138,7 +194,7 @@ def reference_metrics(R: np.ndarray, b: np.ndarray) -> dict[str, float]:
                  "measured accuracy matrix")
 def _(ctx: Context) -> Verdict:
     from theorylab.study import records
-    table = ctx.run(_study(ctx))
+    table = _table(ctx)
     R_rows, summary = records(table, "R"), records(table, "summary")
     worst = 0.0
     for (s, m, seed), g in R_rows.groupby(["setting", "method", "seed"]):
@@ -169,7 +225,7 @@ def acc_bwt_figure(ctx: Context):
     import matplotlib.pyplot as plt
 
     from theorylab.study import records
-    summary = records(ctx.load(_study(ctx)), "summary")
+    summary = records(_loaded(ctx), "summary")
     settings = [s for s in SETTING_TITLES if s in set(summary.setting)]
     with style():
         fig, axes = plt.subplots(len(settings), 1, figsize=(7.5, 3.2 * len(settings)),
@@ -194,7 +250,7 @@ def matrices_figure(ctx: Context):
     import matplotlib.pyplot as plt
 
     from theorylab.study import records
-    R = records(ctx.load(_study(ctx)), "R")
+    R = records(_loaded(ctx), "R")
     R = R[(R.setting == "class") & (R.i >= 0)]
     methods = list(dict.fromkeys(R.method))
     cols = 3

@@ -13,12 +13,18 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from theorylab.empirical.continual.strategies.base import Strategy, masked_cross_entropy
+from theorylab.empirical.continual.strategies.base import (
+    Batches,
+    Strategy,
+    as_is,
+    cloned,
+    masked_cross_entropy,
+)
 from theorylab.empirical.continual.streams import Task
 from theorylab.empirical.train import TrainConfig, train
 from theorylab.seeding import torch_seed
 
-__all__ = ["Learner", "StreamResult", "mlp", "accuracy", "run_stream"]
+__all__ = ["Checkpoint", "Learner", "StreamResult", "mlp", "accuracy", "run_stream"]
 
 
 def mlp(in_dim: int, n_classes: int, hidden: int = 256, layers: int = 2) -> torch.nn.Module:
@@ -65,9 +71,21 @@ class StreamResult:
     params: int              # model parameters
 
 
+#: ``checkpoint(i, build)``: the state after task i, built by ``build()`` or loaded if stored
+Checkpoint = Callable[[int, Callable[[], dict]], dict]
+
+
 def run_stream(make_model: Callable[[], torch.nn.Module], stream: list[Task], strategy: Strategy,
-               config: TrainConfig, seed: int = 0) -> StreamResult:
-    """Train ``strategy`` on ``stream`` task by task; evaluate every task after each."""
+               config: TrainConfig, seed: int = 0,
+               checkpoint: Checkpoint | None = None) -> StreamResult:
+    """Train ``strategy`` on ``stream`` task by task; evaluate every task after each.
+
+    After task i the model's parameters, :meth:`Strategy.state`, the row R[i], the training
+    seconds and the strategy's memory form one dict, passed through ``checkpoint(i, build)``
+    (the study's ``ctx.artifact``): a stored one is loaded instead of trained. The run always
+    continues from what ``checkpoint`` returns, so a resumed run computes what an uninterrupted
+    one does.
+    """
     torch.manual_seed(torch_seed(seed, "init"))
     model = make_model()
     T = len(stream)
@@ -75,24 +93,36 @@ def run_stream(make_model: Callable[[], torch.nn.Module], stream: list[Task], st
     R = np.zeros((T, T))
     learner = Learner(model, config, seed)
     seconds = []
+    state_bytes = 0
     for i, task in enumerate(stream):
-        learner.current = task
-        t0 = time.perf_counter()
-        strategy.before_task(learner, task)
-        data = torch.utils.data.TensorDataset(*strategy.train_data(learner, task))
+        def build(i=i, task=task) -> dict:
+            learner.done, learner.current = list(stream[:i]), task
+            t0 = time.perf_counter()
+            strategy.before_task(learner, task)
+            data = Batches(*strategy.train_data(learner, task))
 
-        def loss_fn(m, batch):
-            bx, by, bmask = batch
-            loss = masked_cross_entropy(m(bx), by, bmask)
-            extra = strategy.penalty(learner, m, bx, by)
-            return loss if extra is None else loss + extra
+            def loss_fn(m, batch):
+                bx, by, bmask = batch
+                loss = masked_cross_entropy(m(bx), by, bmask)
+                extra = strategy.penalty(learner, m, bx, by)
+                return loss if extra is None else loss + extra
 
-        train(model, loss_fn, data, replace(config, seed=torch_seed(seed, "task", i)),
-              after_backward=lambda m: strategy.after_backward(learner, m),
-              after_step=lambda m: strategy.after_step(learner, m))
-        strategy.after_task(learner, task)
-        learner.done.append(task)
-        seconds.append(time.perf_counter() - t0)
-        R[i] = [accuracy(strategy.evaluation_model(learner, t), t) for t in stream]
-    return StreamResult(R, b, seconds, strategy.state_bytes(),
-                        sum(p.numel() for p in model.parameters()))
+            train(model, loss_fn, data, replace(config, seed=torch_seed(seed, "task", i)),
+                  collate=as_is, after_backward=lambda m: strategy.after_backward(learner, m),
+                  after_step=lambda m: strategy.after_step(learner, m))
+            strategy.after_task(learner, task)
+            learner.done = list(stream[:i + 1])
+            sec = time.perf_counter() - t0
+            row = [accuracy(strategy.evaluation_model(learner, t), t) for t in stream]
+            return {"model": cloned(model.state_dict()), "strategy": strategy.state(),
+                    "R": torch.tensor(row, dtype=torch.float64), "seconds": sec,
+                    "state_bytes": int(strategy.state_bytes())}
+
+        out = build() if checkpoint is None else checkpoint(i, build)
+        model.load_state_dict(out["model"])
+        learner.done, learner.current = list(stream[:i + 1]), task
+        strategy.load_state(learner, out["strategy"])
+        R[i] = out["R"].numpy()
+        seconds.append(float(out["seconds"]))
+        state_bytes = int(out["state_bytes"])
+    return StreamResult(R, b, seconds, state_bytes, sum(p.numel() for p in model.parameters()))

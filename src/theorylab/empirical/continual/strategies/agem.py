@@ -48,6 +48,9 @@ class AGEM(Strategy):
     projections: int = field(default=0, repr=False)
 
     def before_task(self, learner, task):
+        self._setup(learner)
+
+    def _setup(self, learner) -> None:
         if self._buffer is None:
             self._buffer = Reservoir(self.memory, rng_for(learner.seed, "reservoir"))
             self._gen = torch_generator(learner.seed, "agem")
@@ -74,6 +77,16 @@ class AGEM(Strategy):
 
     def after_task(self, learner, task):
         self._buffer.add_task(task, learner.seed)
+
+    def state(self) -> dict:
+        return {"buffer": self._buffer.state(), "gen": self._gen.get_state(),
+                "projections": self.projections}
+
+    def load_state(self, learner, state):
+        self._setup(learner)
+        self._buffer.load_state(state["buffer"])
+        self._gen.set_state(state["gen"])
+        self.projections = int(state["projections"])
 
     def state_bytes(self) -> int:
         return self._buffer.nbytes() if self._buffer is not None else 0

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from theorylab.empirical.continual.learner import Learner
     from theorylab.empirical.continual.streams import Task
 
-__all__ = ["STRATEGIES", "Strategy", "register", "masked_cross_entropy", "task_masks"]
+__all__ = ["STRATEGIES", "Strategy", "register", "masked_cross_entropy", "task_masks", "cloned",
+           "Batches", "as_is"]
 
 STRATEGIES: dict[str, type[Strategy]] = {}
 
@@ -27,6 +28,32 @@ def register(cls: type[Strategy]) -> type[Strategy]:
     """Class decorator: make ``cls`` available by its ``name`` to :func:`make_strategy`."""
     STRATEGIES[cls.name] = cls
     return cls
+
+
+class Batches(torch.utils.data.TensorDataset):
+    """A ``TensorDataset`` whose batches are gathered at once (``__getitems__``: one index per
+    tensor instead of one per example, then a stack): the same batches, a third of the
+    per-step time of the loop on small models."""
+
+    def __getitems__(self, idx: list[int]) -> tuple[torch.Tensor, ...]:
+        index = torch.as_tensor(idx, dtype=torch.long)
+        return tuple(t[index] for t in self.tensors)
+
+
+def as_is(batch):
+    """The collate function of :class:`Batches` (its batches come stacked)."""
+    return batch
+
+
+def cloned(obj):
+    """A deep copy of nested dicts / lists / tuples of tensors (other leaves as they are)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: cloned(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(cloned(v) for v in obj)
+    return obj
 
 
 def masked_cross_entropy(logits: torch.Tensor, y: torch.Tensor,
@@ -50,6 +77,9 @@ class Strategy:
 
     name: ClassVar[str] = "naive"
     family: ClassVar[str] = "baseline"
+    #: attributes carried from one task to the next (tensors, or dicts / lists / tuples of them):
+    #: what :meth:`state` saves by default
+    carried: ClassVar[tuple[str, ...]] = ()
 
     def before_task(self, learner: Learner, task: Task) -> None:
         """Called before training on ``task``."""
@@ -81,6 +111,17 @@ class Strategy:
     def state_bytes(self) -> int:
         """Bytes of memory the strategy keeps across tasks (buffers, anchors, importances)."""
         return 0
+
+    def state(self) -> dict:
+        """Everything the strategy carries into the next task, as tensors, numbers, strings and
+        dicts / lists of them (saved with each task's model, so that a run resumes after any
+        finished task). Default: a copy of the :attr:`carried` attributes."""
+        return {k: cloned(getattr(self, k)) for k in self.carried}
+
+    def load_state(self, learner: Learner, state: dict) -> None:
+        """Restore :meth:`state` (``learner.model`` already holds the task's parameters)."""
+        for k in self.carried:
+            setattr(self, k, cloned(state[k]))
 
 
 register(Strategy)

@@ -79,6 +79,7 @@ class EWC(Strategy):
     family = "regularisation"
     lam: float = 100.0
     fisher_samples: int = 500
+    carried = ("_terms",)
     _terms: list = field(default_factory=list, repr=False)
 
     def penalty(self, learner, model, x, y):

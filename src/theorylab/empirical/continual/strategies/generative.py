@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
-from theorylab.empirical.continual.strategies.base import Strategy, register
+from theorylab.empirical.continual.strategies.base import Batches, Strategy, as_is, cloned, register
 from theorylab.empirical.train import train
 from theorylab.seeding import torch_generator, torch_seed
 
@@ -93,10 +93,30 @@ class GenerativeReplay(Strategy):
         cfg = learner.config
         cfg = replace(cfg, seed=torch_seed(learner.seed, "vae", task.index),
                       epochs=self.vae_epochs or 2 * cfg.epochs)
-        train(vae, lambda m, batch: m.neg_elbo(batch[0]), torch.utils.data.TensorDataset(x), cfg)
+        train(vae, lambda m, batch: m.neg_elbo(batch[0]), Batches(x), cfg, collate=as_is)
         self._vae = vae.eval()
         self._solver = copy.deepcopy(learner.model).eval()
         self._old = sorted({c for t in [*learner.done, task] for c in t.classes})
+
+    def state(self) -> dict:
+        out = {"gen": self._gen.get_state()}
+        if self._vae is not None:
+            out.update(vae=cloned(self._vae.state_dict()), solver=cloned(self._solver.state_dict()),
+                       old=list(self._old))
+        return out
+
+    def load_state(self, learner, state):
+        self._gen = torch.Generator()
+        self._gen.set_state(state["gen"])
+        if "vae" in state:
+            dim = state["vae"]["dec.2.weight"].shape[0]
+            with torch.random.fork_rng():   # building the modules must not move the global stream
+                self._vae = VAE(dim, self.hidden, self.latent)
+            self._vae.load_state_dict(state["vae"])
+            self._vae.eval()
+            self._solver = copy.deepcopy(learner.model).eval()
+            self._solver.load_state_dict(state["solver"])
+            self._old = list(state["old"])
 
     def state_bytes(self) -> int:
         mods = [m for m in (self._vae, self._solver) if m is not None]

@@ -18,7 +18,13 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from theorylab.empirical.continual.strategies.base import Strategy, masked_cross_entropy, register
+from theorylab.empirical.continual.strategies.base import (
+    Batches,
+    Strategy,
+    as_is,
+    masked_cross_entropy,
+    register,
+)
 from theorylab.empirical.train import train
 from theorylab.errors import ConfigError
 from theorylab.seeding import torch_seed
@@ -37,6 +43,7 @@ class PackNet(Strategy):
     family = "parameter isolation"
     prune: float = 0.5
     retrain_epochs: int = 1
+    carried = ("_owner",)   # _frozen and _start are rebuilt by before_task
     _owner: dict = field(default_factory=dict, repr=False)    # weight name -> int tensor (-1 free)
     _frozen: dict = field(default_factory=dict, repr=False)   # name -> (mask, values) held fixed
     _start: dict = field(default_factory=dict, repr=False)    # weights at the task's start
@@ -90,10 +97,10 @@ class PackNet(Strategy):
                 p[(own < 0) & ~keep] = 0
         if self.retrain_epochs > 0:  # re-train task t's weights, the pruned ones held at zero
             self._freeze(model, lambda own: own != task.index, biases=task.index > 0)
-            data = torch.utils.data.TensorDataset(*self.train_data(learner, task))
+            data = Batches(*self.train_data(learner, task))
             cfg = replace(learner.config, epochs=self.retrain_epochs,
                           seed=torch_seed(learner.seed, "packnet-retrain", task.index))
-            train(model, lambda m, b: masked_cross_entropy(m(b[0]), b[1], b[2]), data, cfg,
+            train(model, lambda m, b: masked_cross_entropy(m(b[0]), b[1], b[2]), data, cfg, collate=as_is,
                   after_backward=lambda m: self.after_backward(learner, m),
                   after_step=lambda m: self.after_step(learner, m))
 

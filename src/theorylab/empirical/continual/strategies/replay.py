@@ -64,6 +64,19 @@ class Reservoir:
             seed, "stream", task.index))
         self.add(task.x_train[order], task.y_train[order], task_masks(task, len(order)))
 
+    def state(self) -> dict:
+        """The buffer and the position of its random stream (numbers and tensors only)."""
+        out = {"seen": self.seen, "size": self.size, "rng": self.rng.bit_generator.state}
+        if self.x is not None:
+            out.update(x=self.x.clone(), y=self.y.clone(), mask=self.mask.clone())
+        return out
+
+    def load_state(self, state: dict) -> None:
+        self.seen, self.size = int(state["seen"]), int(state["size"])
+        self.rng.bit_generator.state = state["rng"]
+        if "x" in state:
+            self.x, self.y, self.mask = (state[k].clone() for k in ("x", "y", "mask"))
+
     def sample(self, k: int, gen: torch.Generator):
         idx = torch.randint(self.size, (min(k, self.size),), generator=gen)
         return self.x[idx], self.y[idx], self.mask[idx]
@@ -102,6 +115,13 @@ class Replay(Strategy):
 
     def after_task(self, learner, task):
         self.buffer(learner).add_task(task, learner.seed)
+
+    def state(self) -> dict:
+        return {"buffer": self._buffer.state(), "gen": self._gen.get_state()}
+
+    def load_state(self, learner, state):
+        self.buffer(learner).load_state(state["buffer"])
+        self._gen.set_state(state["gen"])
 
     def state_bytes(self) -> int:
         return self._buffer.nbytes() if self._buffer is not None else 0

@@ -26,6 +26,7 @@ class SI(Strategy):
     family = "regularisation"
     c: float = 1.0
     xi: float = 1e-3
+    carried = ("_importance", "_anchor")   # ω, θ at the task's start and step: reset per task
     _omega: dict = field(default_factory=dict, repr=False)      # path integral, this task
     _importance: dict = field(default_factory=dict, repr=False)  # Ω, accumulated
     _anchor: dict = field(default_factory=dict, repr=False)      # θ̃: end of the last task
