@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # kept light: the CLI reads EXECUTORS before it knows what it
 
     from theorylab.store import Store
 
-__all__ = ["Sweeper", "run_unit_timed", "EXECUTORS"]
+__all__ = ["Sweeper", "run_unit_timed", "die_with_parent", "EXECUTORS"]
 
 #: The executor names (the CLI's ``--executor`` choices).
 EXECUTORS = ("process", "serial", "dask")
@@ -50,7 +50,7 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "N
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _die_with_parent(parent_pid: int, pdeathsig: bool) -> None:
+def die_with_parent(parent_pid: int, pdeathsig: bool) -> None:
     """Exit when the process ``parent_pid`` dies, even by SIGKILL (no orphaned pool workers).
 
     Linux: the kernel sends SIGKILL on the parent's death (``prctl(PR_SET_PDEATHSIG)``; immediate,
@@ -83,7 +83,7 @@ def _init_worker(parent_pid: int | None = None, pdeathsig: bool = False) -> None
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
     if parent_pid is not None:
-        _die_with_parent(parent_pid, pdeathsig)
+        die_with_parent(parent_pid, pdeathsig)
 
 
 def run_unit_timed(study: Study, unit: dict, ctx: UnitContext | None = None

@@ -77,8 +77,8 @@ def _worker(rank: int, fn: Callable, world: int, init: str, backend: str, outdir
 
     # torch's spawn wrapper asks for SIGINT when the launcher dies, which does nothing where SIGINT
     # is ignored (a job started with `&` by a script): SIGKILL, and a watcher thread, instead
-    from theorylab.sweep import _die_with_parent
-    _die_with_parent(parent, pdeathsig=True)
+    from theorylab.sweep import die_with_parent
+    die_with_parent(parent, pdeathsig=True)
 
     if backend == "nccl":
         torch.cuda.set_device(rank)
