@@ -19,15 +19,16 @@ the branch's own diagonal share :math:`Y^{(k)}_{ii}`, and a transformer flag. Th
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from theorylab.empirical.power.grid import PQ, SLACK, Grid
+from theorylab.empirical.power.grid import PQ, SLACK, Grid, grid_of, load_grid
 
-__all__ = ["DCSolver", "node_features", "edge_features", "Targets", "N_NODE_FEATURES",
+__all__ = ["DCSolver", "case_grid", "node_features", "edge_features", "Targets", "N_NODE_FEATURES",
            "N_EDGE_FEATURES"]
 
 N_NODE_FEATURES = 10
@@ -77,6 +78,15 @@ class DCSolver:
     def vm(self, batch: int) -> np.ndarray:
         v = np.where(self.grid.bus_type == PQ, 1.0, self.grid.v_set)
         return np.broadcast_to(v, (batch, self.grid.n)).copy()
+
+
+@functools.lru_cache(maxsize=4)
+def case_grid(case: str):
+    """``(net, grid, DCSolver)`` of a case name or pandapower JSON, read once per process (the
+    studies' units all use the same grid; the objects are not modified)."""
+    net = load_grid(case)
+    g = grid_of(net, case)
+    return net, g, DCSolver(g)
 
 
 def node_features(grid: Grid, s_load: np.ndarray, p_gen: np.ndarray,

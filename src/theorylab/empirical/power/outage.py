@@ -22,7 +22,6 @@ accuracy, cases).
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -32,6 +31,7 @@ import torch
 from torch import nn
 
 from theorylab.constraints import POSITIVE, SEED, Choice, Int, Real, Tuple
+from theorylab.empirical.power.features import case_grid
 from theorylab.errors import ConfigError
 from theorylab.seeding import rng_for, torch_seed
 from theorylab.study import Study, memory_context
@@ -84,15 +84,6 @@ def dc_match(grid, data: dict, candidates: np.ndarray) -> np.ndarray:
     err = np.stack([((DCSolver(grid, drop=int(c)).theta(p) - data["va"])[:, rest] ** 2).sum(1)
                     for c in candidates], axis=1)
     return candidates[err.argmin(axis=1)]
-
-
-@functools.lru_cache(maxsize=4)
-def _grid(case: str):
-    from theorylab.empirical.power.features import DCSolver
-    from theorylab.empirical.power.grid import grid_of, load_grid
-    net = load_grid(case)
-    g = grid_of(net, case)
-    return net, g, DCSolver(g)
 
 
 @dataclass(frozen=True)
@@ -148,7 +139,7 @@ class PowerOutageStudy(Study):
     def chunk(self, k: int, ctx=None) -> dict:
         def build():
             from theorylab.empirical.power.data import generate_outages
-            net, grid, _ = _grid(self.case)
+            net, grid, _ = case_grid(self.case)
             d = generate_outages(net, grid, self.chunk_size, rng_for(self.seed, "n1", k),
                                  self.level, self.sigma, self.case)
             return {key: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v)
@@ -178,7 +169,7 @@ class PowerOutageStudy(Study):
     def _fit(self, model: str, seed: int, ctx) -> dict:
         from theorylab.empirical.power.features import N_EDGE_FEATURES, edge_features
         from theorylab.empirical.train import TrainConfig, train
-        _, grid, dc = _grid(self.case)
+        _, grid, dc = case_grid(self.case)
         sp = self.splits(ctx)
         lines = np.flatnonzero(grid.kind == 0)
         pos = {int(b): i for i, b in enumerate(lines)}
@@ -221,7 +212,7 @@ class PowerOutageStudy(Study):
             model, seed = unit["model"], int(unit["seed"])
             if model == "dc":
                 from theorylab.empirical.power.data import islands
-                _, grid, _ = _grid(self.case)
+                _, grid, _ = case_grid(self.case)
                 test = self.splits(ctx)["test"]
                 cand = np.array([b for b in np.flatnonzero(grid.kind == 0)
                                  if not islands(grid, int(b))])
@@ -231,6 +222,6 @@ class PowerOutageStudy(Study):
                      "cpu_seconds": time.process_time() - t0, "best_epoch": -1}
             else:
                 r = self._fit(model, seed, ctx)
-            _, grid, _ = _grid(self.case)
+            _, grid, _ = case_grid(self.case)
             return [{"record": "n1", "model": model, "seed": seed, "n_test": self.n_test,
                      "n_lines": int((grid.kind == 0).sum()), **r}]

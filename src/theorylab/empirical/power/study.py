@@ -24,7 +24,6 @@ Records: ``data``, ``score`` (model, seed, split, ``v_mae``, ``theta_mae``, ``dp
 
 from __future__ import annotations
 
-import functools
 import statistics
 import time
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from theorylab.constraints import POSITIVE, SEED, Choice, Int, Real, Str, Tuple
+from theorylab.empirical.power.features import case_grid
 from theorylab.errors import ConfigError
 from theorylab.seeding import rng_for, torch_seed
 from theorylab.study import Study, memory_context
@@ -42,15 +42,6 @@ from theorylab.threads import single_thread
 __all__ = ["PowerFlowStudy", "MODELS"]
 
 MODELS = ("gnn", "mlp")
-
-
-@functools.lru_cache(maxsize=4)
-def _grid(case: str):
-    from theorylab.empirical.power.features import DCSolver
-    from theorylab.empirical.power.grid import grid_of, load_grid
-    net = load_grid(case)
-    g = grid_of(net, case)
-    return net, g, DCSolver(g)
 
 
 @dataclass(frozen=True)
@@ -98,7 +89,7 @@ class PowerFlowStudy(Study):
                 raise ConfigError(f"'{f}' of PowerFlowStudy must be (lo, hi) with lo <= hi. "
                                   f"Got {getattr(self, f)}.")
         if self.case.endswith(".json"):
-            _grid(self.case)   # reads and checks the file now: a bad one is a one-line error
+            case_grid(self.case)   # reads and checks the file now: a bad one is a one-line error
         elif self.case not in CASES:
             raise ConfigError(f"'case' of PowerFlowStudy must be one of {', '.join(CASES)} or a "
                               f"pandapower JSON file ending in .json. Got {self.case!r}.")
@@ -124,7 +115,7 @@ class PowerFlowStudy(Study):
     def _build_chunk(self, k: int) -> dict:
         from theorylab.empirical.power.data import generate
         from theorylab.empirical.power.grid import mismatch_vs_pandapower
-        net, grid, _ = _grid(self.case)
+        net, grid, _ = case_grid(self.case)
         n_in, _ = self._chunks()
         level = self.level if k < n_in else self.ood_level
         checks = []
@@ -172,7 +163,7 @@ class PowerFlowStudy(Study):
 
     def prepared(self, ctx=None):
         from theorylab.empirical.power import surrogate as S
-        _, grid, dc = _grid(self.case)
+        _, grid, dc = case_grid(self.case)
         sp = self.splits(ctx)
         norm = S.make_norm(grid, sp["train"], dc)
         return grid, dc, norm, {k: S.prepare(grid, v, dc, norm) for k, v in sp.items()}
@@ -255,7 +246,7 @@ class PowerFlowStudy(Study):
     def _speed_unit(self, ctx) -> list[dict]:
         from theorylab.empirical.power import surrogate as S
         from theorylab.empirical.power.data import solve
-        net, grid, dc = _grid(self.case)
+        net, grid, dc = case_grid(self.case)
         test = self.splits(ctx)["test"]
         _, _, norm, _ = self.prepared(ctx)
         import copy
