@@ -62,14 +62,32 @@ def _(ctx: Context) -> Verdict:
     return equals_single(_records(ctx, "train"))
 
 
+def _params_within_tolerance(runs: pd.DataFrame, **details) -> Verdict:
+    """Every run's parameters within PARAM_REL_TOL (relative) of its one-process reference."""
+    parts = {f"P{r.P}.{r.method}": float(r.rel_param_diff) for r in runs.itertuples()}
+    worst = max(parts, key=parts.get)
+    return Verdict(measured=parts[worst], criterion=AllOf({k: Threshold("<=", PARAM_REL_TOL)
+                                                           for k in parts}), parts=parts,
+                   details={"worst": worst, **details})
+
+
+def _bytes_match_model(runs: pd.DataFrame, kinds: tuple[str, ...]) -> Verdict:
+    """Every run's counted ``bytes_<kind>`` equals its cost model's ``model_<kind>`` exactly."""
+    parts, crits = {}, {}
+    for r in runs.itertuples():
+        for k in kinds:
+            name = f"P{r.P}.{r.method}.{k}"
+            parts[name] = int(getattr(r, f"bytes_{k}"))
+            crits[name] = Equality(int(getattr(r, f"model_{k}")))
+    off = max(abs(v - crits[k].value) for k, v in parts.items())
+    return Verdict(measured=off, criterion=AllOf(crits), parts=parts,
+                   details={"largest_difference_bytes": off})
+
+
 def equals_single(train: pd.DataFrame) -> Verdict:
     sync = _distributed(train, "sync")
-    parts = {f"P{r.P}.{r.method}": float(r.rel_param_diff) for r in sync.itertuples()}
-    crit = AllOf({k: Threshold("<=", PARAM_REL_TOL) for k in parts})
-    worst = max(parts, key=parts.get)
-    return Verdict(measured=parts[worst], criterion=crit, parts=parts,
-                   details={"worst": worst, "rank_disagreement":
-                            float(sync.rank_disagreement.max()), "epochs": int(sync.epochs.max())})
+    return _params_within_tolerance(sync, rank_disagreement=float(sync.rank_disagreement.max()),
+                                    epochs=int(sync.epochs.max()))
 
 
 @claim("gnn.full_graph.comm_matches_cost_model", paper=PAPER, kind="empirical",
@@ -81,15 +99,7 @@ def _(ctx: Context) -> Verdict:
 
 
 def comm_matches(train: pd.DataFrame) -> Verdict:
-    parts, crits = {}, {}
-    for r in _distributed(train, "sync").itertuples():
-        for k in KINDS:
-            name = f"P{r.P}.{r.method}.{k}"
-            parts[name] = int(getattr(r, f"bytes_{k}"))
-            crits[name] = Equality(int(getattr(r, f"model_{k}")))
-    off = max(abs(v - crits[k].value) for k, v in parts.items())
-    return Verdict(measured=off, criterion=AllOf(crits), parts=parts,
-                   details={"largest_difference_bytes": off})
+    return _bytes_match_model(_distributed(train, "sync"), KINDS)
 
 
 @claim("gnn.partition.metis_cuts_communication", paper=PAPER, kind="empirical",
@@ -121,12 +131,7 @@ def metis_factor(part: pd.DataFrame) -> Verdict:
                  f"features fetched from their owners) ends at the parameters of its P shares "
                  f"run in turn in one process, to {PARAM_REL_TOL:g} relative")
 def _(ctx: Context) -> Verdict:
-    mb = _distributed(_records(ctx, "train"), "minibatch")
-    parts = {f"P{r.P}.{r.method}": float(r.rel_param_diff) for r in mb.itertuples()}
-    worst = max(parts, key=parts.get)
-    return Verdict(measured=parts[worst], criterion=AllOf({k: Threshold("<=", PARAM_REL_TOL)
-                                                           for k in parts}), parts=parts,
-                   details={"worst": worst})
+    return _params_within_tolerance(_distributed(_records(ctx, "train"), "minibatch"))
 
 
 @claim("gnn.minibatch.fetch_matches_remote_inputs", paper=PAPER, kind="empirical",
@@ -134,15 +139,8 @@ def _(ctx: Context) -> Verdict:
                  "their sampled blocks × d × 4 exactly (ids: × 8; all-reduce: steps·P·"
                  "(parameters)·4)")
 def _(ctx: Context) -> Verdict:
-    parts, crits = {}, {}
-    for r in _distributed(_records(ctx, "train"), "minibatch").itertuples():
-        for k in ("features", "ids", "allreduce"):
-            name = f"P{r.P}.{r.method}.{k}"
-            parts[name] = int(getattr(r, f"bytes_{k}"))
-            crits[name] = Equality(int(getattr(r, f"model_{k}")))
-    off = max(abs(v - crits[k].value) for k, v in parts.items())
-    return Verdict(measured=off, criterion=AllOf(crits), parts=parts,
-                   details={"largest_difference_bytes": off})
+    return _bytes_match_model(_distributed(_records(ctx, "train"), "minibatch"),
+                              ("features", "ids", "allreduce"))
 
 
 @claim("gnn.staleness.accuracy_gap", paper=PAPER, kind="empirical", must_hold=False,
