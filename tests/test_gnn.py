@@ -18,6 +18,14 @@ from hypothesis import strategies as st
 
 from support.gnn_ranks import die_on_rank1, nothing, sleep_forever
 from theorylab.empirical.distributed import launch
+from theorylab.empirical.gnn.clusterbatch import (
+    cluster_batches,
+    cluster_owners,
+    clusters_of,
+    epoch_remote_nodes,
+    induced_subgraph,
+    train_clusters,
+)
 from theorylab.empirical.gnn.fullgraph import (
     cost_model_bytes,
     gcn_edges,
@@ -26,7 +34,14 @@ from theorylab.empirical.gnn.fullgraph import (
     train_full_graph,
 )
 from theorylab.empirical.gnn.graphs import from_edges, from_pyg, read_edge_list, sbm
-from theorylab.empirical.gnn.minibatch import csr, sample_blocks, sample_neighbors, train_minibatch
+from theorylab.empirical.gnn.minibatch import (
+    csr,
+    epoch_remote_inputs,
+    sample_blocks,
+    sample_neighbors,
+    seed_batches,
+    train_minibatch,
+)
 from theorylab.empirical.gnn.partition import halo, partition, partition_stats
 from theorylab.empirical.gnn.study import rank_workflows
 from theorylab.errors import ConfigError, DataFormatError, TheorylabError
@@ -242,21 +257,131 @@ def test_sampling_is_uniform_over_the_neighbours():
     assert stats.chisquare(counts[1:]).pvalue > 1e-3
 
 
+# --- owner-local seeds -------------------------------------------------------------------
+
+@pytest.mark.parametrize("P,B", [(1, 7), (2, 16), (3, 5), (4, 100)])
+def test_owner_local_seeds_cover_each_owners_training_nodes_once_per_epoch(P, B):
+    """Owner-local: worker r's seeds are nodes it owns; over an epoch every training node is a
+    seed exactly once; every worker takes ⌈|T| / B⌉ steps; reproducible per (seed, epoch).
+    Global: the same coverage, batches of B cut in P shares."""
+    g = sbm([30, 30, 30], 0.2, 0.02, 2, seed=1)
+    parts = partition(g, P, "hash")
+    train = torch.arange(0, g.n, 2)
+    for mode in ("owner", "global"):
+        batches = seed_batches(train, parts, P, B, seed=4, epoch=0, seeds=mode)
+        assert len(batches) == -(-len(train) // B) and all(len(b) == P for b in batches)
+        seen = torch.cat([s for b in batches for s in b])
+        assert sorted(seen.tolist()) == train.tolist()
+        if mode == "owner":
+            assert all(bool((parts[s] == r).all()) for b in batches for r, s in enumerate(b))
+        else:
+            assert all(sum(len(s) for s in b) <= B for b in batches)
+        again = seed_batches(train, parts, P, B, seed=4, epoch=0, seeds=mode)
+        other = seed_batches(train, parts, P, B, seed=4, epoch=1, seeds=mode)
+        assert all(torch.equal(a, b) for x, y in zip(batches, again, strict=True)
+                   for a, b in zip(x, y, strict=True))
+        assert any(not torch.equal(a, b) for x, y in zip(batches, other, strict=True)
+                   for a, b in zip(x, y, strict=True))
+
+
+def test_owner_local_seeds_fetch_less_under_metis_than_hash():
+    """The locality owner-local seeds buy: on a block graph METIS workers sample fewer remote
+    inputs than hash workers, while globally split seeds fetch about as much under both."""
+    g = sbm([100] * 4, 0.08, 0.002, 2, seed=2)
+    kw = {"fanouts": (4, 4), "batch_size": 50}
+    metis, hashed = partition(g, 2, "metis"), partition(g, 2, "hash")
+    assert 2 * epoch_remote_inputs(g, metis, **kw) < epoch_remote_inputs(g, hashed, **kw)
+    glob = [epoch_remote_inputs(g, p, seeds="global", **kw) for p in (metis, hashed)]
+    assert epoch_remote_inputs(g, metis, **kw) < glob[0]
+
+
+# --- partition batches (Cluster-GCN) ---------------------------------------------------------
+
+@settings(deadline=None, max_examples=25)
+@given(graphs(), st.data())
+def test_induced_subgraph_against_a_slow_reference(g, data):
+    """Edges of the induced subgraph = the graph's edges with both ends chosen, relabelled by
+    rank among the chosen nodes; sorted, both directions; features and labels follow."""
+    chosen = sorted(data.draw(st.sets(st.integers(0, g.n - 1), min_size=1)))
+    sub = induced_subgraph(g, torch.tensor(chosen))
+    label = {v: k for k, v in enumerate(chosen)}
+    ref = sorted((label[a], label[b]) for a, b in _edge_set(g) if a in label and b in label)
+    assert sub.edge_index.T.tolist() == [list(e) for e in ref]
+    assert sub.n == len(chosen) and torch.equal(sub.x, g.x[chosen])
+    assert torch.equal(sub.y, g.y[chosen])
+
+
+def test_cluster_owners_are_the_majority_part():
+    clusters = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    parts = torch.tensor([1, 1, 0, 0, 1, 2, 2, 1, 0])
+    assert cluster_owners(clusters, parts, 3).tolist() == [1, 0, 2]   # cluster 1: a tie
+
+
+@pytest.mark.parametrize("q", [1, 2, 3])
+def test_cluster_batches_visit_each_owned_cluster_once_and_are_reproducible(q):
+    """Every worker takes ⌈max_r C_r / q⌉ steps and draws each of its clusters exactly once per
+    epoch; the batches repeat per (seed, epoch) and change with the epoch."""
+    owners = torch.tensor([0, 1, 1, 0, 1, 1, 1, 0, 1, 1])
+    batches = cluster_batches(owners, q, seed=2, epoch=0)
+    assert len(batches) == -(-7 // q)
+    for r in range(2):
+        mine = sorted(c for b in batches for c in b[r].tolist())
+        assert mine == torch.nonzero(owners == r).flatten().tolist()
+    again, other = cluster_batches(owners, q, 2, 0), cluster_batches(owners, q, 2, 1)
+    flat = [c for b in batches for s in b for c in s.tolist()]
+    assert flat == [c for b in again for s in b for c in s.tolist()]
+    assert flat != [c for b in other for s in b for c in s.tolist()]
+
+
+def test_metis_clusters_keep_most_edges_and_their_batches_stay_local():
+    """METIS clusters cut fewer than half the edges a random clustering cuts on a block graph;
+    with METIS owners the batches fetch far fewer remote nodes than with hash owners."""
+    g = sbm([50] * 4, 0.15, 0.003, 2, seed=4)
+    clusters = clusters_of(g, 25, seed=0)
+    assert int(clusters.max()) + 1 == 8
+    random_cut = partition_stats(g, partition(g, 8, "random"))["edge_cut"]
+    assert partition_stats(g, clusters)["edge_cut"] < 0.5 * random_cut
+    metis, hashed = partition(g, 2, "metis"), partition(g, 2, "hash")
+    assert 4 * epoch_remote_nodes(clusters, metis, 2) < epoch_remote_nodes(clusters, hashed, 2)
+
+
+def test_one_process_partition_batches_equal_pyg_cluster_loader_batches():
+    """The single-process batch of q clusters is the subgraph PyG's ClusterLoader would build
+    from the same clusters (its edges within the chosen clusters)."""
+    pyg = pytest.importorskip("torch_geometric.utils")
+    g = sbm([20] * 3, 0.3, 0.05, 2, seed=5)
+    nodes = torch.tensor(sorted(set(range(0, 60, 3)) | set(range(1, 60, 7))))
+    ref, _ = pyg.subgraph(nodes, g.edge_index, relabel_nodes=True, num_nodes=g.n)
+    assert torch.equal(induced_subgraph(g, nodes).edge_index, ref)
+
+
+def test_train_clusters_rejects_clusters_of_the_wrong_length():
+    g = sbm([10, 10], 0.3, 0.05, 2)
+    with pytest.raises(ConfigError, match=r"'clusters' of train_clusters must give one cluster "
+                                          r"per node \(20\)\. Got 5\."):
+        train_clusters(g, None, torch.zeros(5, dtype=torch.int64))
+
+
 # --- distributed ------------------------------------------------------------------------------
 
 def test_two_gloo_ranks_equal_one_process_and_count_the_cost_model_bytes():
     """P = 2 vs one process, same init and steps: parameters to 1e-5 relative, the same losses;
     bytes counted at the calls equal the cost model exactly. The stale variant shares epoch 0's
     loss, then departs from the synchronous trajectory, and sends fewer halo gradients.
-    Mini-batch: 2 workers equal the two shares run in turn, and the feature rows fetched are
-    exactly the inputs outside each worker's part."""
+    Mini-batch (owner-local seeds) and partition batches: 2 workers equal their shares run in
+    turn, and the feature rows fetched are exactly the inputs / batch nodes outside each
+    worker's part (also as counted by sampling alone, without training)."""
     g = sbm([25] * 4, 0.2, 0.02, 6, seed=7)
     parts = partition(g, 2, "metis", seed=0)
     opts = {"hidden": 8, "layers": 3, "epochs": 4, "lr": 0.05, "seed": 1}
     mb = {"hidden": 8, "fanouts": (4, 3), "batch_size": 20, "epochs": 2, "seed": 1}
+    # random clusters: batches straddle the parts, so features are fetched
+    clusters = partition(g, 10, "random", seed=3)
+    cb = {"hidden": 8, "clusters_per_batch": 2, "epochs": 3, "lr": 0.05, "seed": 1}
     single = train_full_graph(g, None, **opts)
     mb_single = train_minibatch(g, parts, shares=2, **mb)
-    ranks = launch(rank_workflows, 2, g.to_dict(), parts, opts, mb, timeout_s=60)
+    cl_single = train_clusters(g, parts, clusters, shares=2, **cb)
+    ranks = launch(rank_workflows, 2, g.to_dict(), parts, opts, mb, clusters, cb, timeout_s=60)
     scale = max(float(p.abs().max()) for p in single["params"])
     n_params = sum(p.numel() for p in single["params"])
     model = cost_model_bytes(g, parts, [6, 8, 8, 4], 4, n_params)
@@ -273,8 +398,19 @@ def test_two_gloo_ranks_equal_one_process_and_count_the_cost_model_bytes():
         assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(
             r["minibatch"]["params"], mb_single["params"], strict=True))
         assert r["minibatch"]["loss"] == pytest.approx(mb_single["loss"], rel=1e-5)
+        assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(
+            r["cluster"]["params"], cl_single["params"], strict=True))
+        assert r["cluster"]["loss"] == pytest.approx(cl_single["loss"], rel=1e-5)
     fetched = sum(r["minibatch"]["bytes"]["features"] for r in ranks)
     assert fetched == mb_single["remote_inputs"] * 6 * 4 > 0
+    assert mb_single["remote_inputs"] == sum(
+        epoch_remote_inputs(g, parts, fanouts=(4, 3), batch_size=20, seed=1, epoch=e)
+        for e in range(2))
+    fetched = sum(r["cluster"]["bytes"]["features"] for r in ranks)
+    assert fetched == cl_single["remote_nodes"] * 6 * 4 > 0
+    assert cl_single["remote_nodes"] == sum(epoch_remote_nodes(clusters, parts, 2, seed=1,
+                                                               epoch=e) for e in range(3))
+    assert sum(r["cluster"]["bytes"]["ids"] for r in ranks) == cl_single["remote_nodes"] * 8
 
 
 def test_a_killed_rank_stops_the_others_with_a_clear_error(tmp_path):

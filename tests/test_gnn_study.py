@@ -14,7 +14,7 @@ import pytest
 
 from theorylab.empirical.gnn.study import DistGNNStudy
 from theorylab.errors import ConfigError
-from theorylab.papers.gnn import comm_matches, equals_single, metis_factor
+from theorylab.papers.gnn import comm_matches, equals_single, metis_factor, workflow_comparison
 
 pytest.importorskip("pymetis")
 SRC = str(Path(__file__).parents[1] / "src")
@@ -49,6 +49,18 @@ def test_metis_factor_is_decided_by_its_ci():
     assert metis_factor(table([90, 10, 95, 12], [10, 90, 11, 95])).status == "inconclusive"
 
 
+def test_workflow_comparison_fails_when_partition_batches_send_more():
+    def table(cluster_bytes):
+        return pd.DataFrame([{"P": 2, "method": m, "variant": v, "accuracy": 0.9,
+                              "seconds_per_epoch": 0.1,
+                              "bytes_per_epoch": {"sync": 500.0, "minibatch": 800.0}.get(
+                                  v, cluster_bytes)}
+                             for m in ("metis", "hash") for v in ("sync", "minibatch", "cluster")])
+    v = workflow_comparison(table(100.0))
+    assert v.status == "holds" and v.measured == pytest.approx(0.2)
+    assert workflow_comparison(table(600.0)).status == "fails"
+
+
 def test_units_and_partition_records_of_a_tiny_study():
     s = DistGNNStudy(n_nodes=60, blocks=3, degree_in=5.0, degree_out=1.0, dim=4, hidden=4,
                      epochs=2, world_sizes=(2, 3), n_graphs=2)
@@ -58,6 +70,13 @@ def test_units_and_partition_records_of_a_tiny_study():
     assert {(r["P"], r["method"]) for r in rows} == {(2, "metis"), (2, "hash"), (3, "metis"),
                                                      (3, "hash")}
     assert all(r["n"] == 60 and 0 < r["halo_fraction"] <= r["P"] - 1 for r in rows)
+    # one epoch's remote inputs: owner-local seeds fetch less under METIS than under hash
+    big = s.replace(n_nodes=200, blocks=4, degree_in=6.0, degree_out=0.5, cluster_size=20,
+                    batch_size=20, fanouts=(3, 3))
+    by = {(r["P"], r["method"]): r for r in big.run_unit({"kind": "partition", "graph": 1})}
+    assert all(by[(P, "metis")]["minibatch_remote_owner"] < by[(P, "hash")]["minibatch_remote_owner"]
+               and by[(P, "metis")]["cluster_remote"] < by[(P, "hash")]["cluster_remote"]
+               for P in (2, 3))
     # the graph is seeded by (seed, graph index): same index, same graph
     assert s.run_unit({"kind": "partition", "graph": 1}) == rows
 

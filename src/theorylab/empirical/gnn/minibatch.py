@@ -12,17 +12,27 @@ then the new neighbours) to its targets.
 mean over the sampled neighbours, 0 for none).
 
 **Distribution** (data-parallel, partitioned features). The graph's structure is on every worker;
-its feature rows are split by a partition. Each step draws a global batch of B training seeds
-(a seeded permutation per epoch), worker r takes share r of it (``shard_bounds``), samples its
-blocks with the generator of (seed, epoch, step, r), fetches the features of its input nodes
-from their owners (``all_to_all_single``: the counts, the ids, then the rows) and backpropagates
-its share's summed loss divided by B; an ``all_reduce`` sums the gradients. The single-process
-twin (:func:`train_minibatch` with no process group and ``shares=P``) runs the P shares one
-after the other with the same generators and sums their gradients: the same steps.
+its feature rows are split by a partition. Seeds are assigned to workers in one of two ways:
+
+* ``seeds="owner"`` (default; DistDGL's owner-compute rule): worker r samples its seeds from the
+  training nodes T_r it owns. Per epoch it permutes T_r (generator of (seed, epoch, r)) and cuts
+  it into S = ⌈|T| / B⌉ batches of ⌊|T_r|/S⌋ or ⌈|T_r|/S⌉ seeds (``shard_bounds``), so every
+  worker takes S steps and covers its own training nodes once per epoch;
+* ``seeds="global"``: each step draws a global batch of B training seeds (a seeded permutation
+  per epoch) and worker r takes share r of it, whoever owns the seeds.
+
+Worker r samples its blocks with the generator of (seed, epoch, step, r), fetches the features of
+its input nodes from their owners (``all_to_all_single``: the counts, the ids, then the rows),
+and backpropagates its seeds' summed loss divided by the step's global number of seeds; an
+``all_reduce`` sums the gradients. The single-process twin (:func:`train_minibatch` with no
+process group and ``shares=P``) runs the P shares one after the other with the same generators
+and sums their gradients: the same steps.
 
 Bytes counted at the calls; the cost model of the feature fetch is
 Σ_steps Σ_r |inputs_r outside part r| × d × 4 (the remote input nodes; no hidden layer is
-exchanged, unlike full-graph training), plus 8 bytes per requested id.
+exchanged, unlike full-graph training), plus 8 bytes per requested id. Owner-local seeds make
+the inputs' locality follow the partition: an edge-cut partition (METIS) keeps most sampled
+neighbours on their seed's worker.
 """
 
 from __future__ import annotations
@@ -37,8 +47,12 @@ from theorylab.empirical.distributed import rank_and_world, shard_bounds
 from theorylab.empirical.gnn.fullgraph import BYTES, train_mask
 from theorylab.empirical.gnn.graphs import Graph
 from theorylab.seeding import torch_generator, torch_seed
+from theorylab.validation import check_choice
 
-__all__ = ["csr", "sample_neighbors", "sample_blocks", "SAGE", "train_minibatch", "rank_minibatch"]
+__all__ = ["SEEDS", "csr", "sample_neighbors", "sample_blocks", "SAGE", "seed_batches", "epoch_remote_inputs",
+           "train_minibatch", "rank_minibatch", "sage_dims", "sage_accuracy"]
+
+SEEDS = ("owner", "global")
 
 
 def csr(graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,10 +141,52 @@ def _fetch(ids: torch.Tensor, x_local: torch.Tensor, owner: torch.Tensor, pos: t
     return out
 
 
+def seed_batches(train_nodes: torch.Tensor, owner: torch.Tensor, P: int, batch_size: int,
+                 seed: int, epoch: int, seeds: str = "owner") -> list[list[torch.Tensor]]:
+    """``batches[step][r]``: worker r's seeds at each step of ``epoch`` (module docstring);
+    ``owner`` (n,) assigns the nodes to the P workers. Every worker can compute all of them."""
+    check_choice(None, "seeds", seeds, SEEDS)
+    if seeds == "global":
+        perm = train_nodes[torch.randperm(len(train_nodes),
+                                          generator=torch_generator(seed, "batches", epoch))]
+        out = []
+        for b0 in range(0, len(perm), batch_size):
+            batch = perm[b0:b0 + batch_size]
+            b = shard_bounds(len(batch), P)
+            out.append([batch[b[r]:b[r + 1]] for r in range(P)])
+        return out
+    steps = max(1, -(-len(train_nodes) // batch_size))
+    per = []
+    for r in range(P):
+        mine = train_nodes[owner[train_nodes] == r]
+        mine = mine[torch.randperm(len(mine), generator=torch_generator(seed, "batches", epoch, r))]
+        b = shard_bounds(len(mine), steps)
+        per.append([mine[b[s]:b[s + 1]] for s in range(steps)])
+    return [[per[r][s] for r in range(P)] for s in range(steps)]
+
+
+def epoch_remote_inputs(graph: Graph, parts: torch.Tensor, *, fanouts: tuple[int, ...],
+                        batch_size: int, train_fraction: float = 0.5, seed: int = 0,
+                        epoch: int = 0, seeds: str = "owner") -> int:
+    """Σ_steps Σ_r |inputs_r outside part r| of one epoch's sampled blocks, without training:
+    the feature rows (× d × 4 bytes) that epoch's workers fetch."""
+    P = int(parts.max()) + 1
+    rowptr, col = csr(graph)
+    train_nodes = torch.nonzero(train_mask(graph.n, train_fraction, seed)).flatten()
+    remote = 0
+    for step, shares in enumerate(seed_batches(train_nodes, parts, P, batch_size, seed, epoch,
+                                               seeds)):
+        for r, mine in enumerate(shares):
+            blocks = sample_blocks(rowptr, col, mine, list(fanouts),
+                                   torch_generator(seed, "sample", epoch, step, r))
+            remote += int((parts[blocks[0]["src"]] != r).sum())
+    return remote
+
+
 def train_minibatch(graph: Graph, parts: torch.Tensor | None, *, hidden: int = 16,
                     layers: int = 2, fanouts: tuple[int, ...] = (5, 5), batch_size: int = 64,
                     epochs: int = 2, lr: float = 0.01, train_fraction: float = 0.5,
-                    seed: int = 0, shares: int | None = None) -> dict:
+                    seed: int = 0, shares: int | None = None, seeds: str = "owner") -> dict:
     """Mini-batch training (module docstring). In a process group of P workers each runs its
     share; without one, ``shares`` (default 1) shares run here in turn: the P-worker twin, which
     also counts the inputs that share r's worker would fetch from other parts of ``parts``."""
@@ -146,22 +202,20 @@ def train_minibatch(graph: Graph, parts: torch.Tensor | None, *, hidden: int = 1
     x_local = graph.x[local]
     train_nodes = torch.nonzero(train_mask(graph.n, train_fraction, seed)).flatten()
     torch.manual_seed(torch_seed(seed, "sage-init"))
-    model = SAGE([graph.x.shape[1]] + [hidden] * (layers - 1) + [graph.n_classes])
+    model = SAGE(sage_dims(graph, hidden, layers))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     counter: dict[str, int] = {}
     losses, seconds, steps = [], [], 0
     for epoch in range(epochs):
         t0 = time.perf_counter()
-        perm = train_nodes[torch.randperm(len(train_nodes),
-                                          generator=torch_generator(seed, "batches", epoch))]
-        for step, b0 in enumerate(range(0, len(perm), batch_size)):
-            batch = perm[b0:b0 + batch_size]
-            bounds = shard_bounds(len(batch), P)
+        batches = seed_batches(train_nodes, parts, P, batch_size, seed, epoch, seeds)
+        for step, batch in enumerate(batches):
+            n_seeds = max(1, sum(len(b) for b in batch))
             opt.zero_grad()
             total = torch.zeros((), dtype=torch.float64)
             for r in ([rank] if world > 1 else range(P)):
-                seeds = batch[bounds[r]:bounds[r + 1]]
-                blocks = sample_blocks(rowptr, col, seeds, list(fanouts),
+                mine = batch[r]
+                blocks = sample_blocks(rowptr, col, mine, list(fanouts),
                                        torch_generator(seed, "sample", epoch, step, r))
                 ids = blocks[0]["src"]
                 if world > 1:
@@ -171,13 +225,11 @@ def train_minibatch(graph: Graph, parts: torch.Tensor | None, *, hidden: int = 1
                     counter["remote_inputs"] = (counter.get("remote_inputs", 0)
                                                 + int((parts[ids] != r).sum()))
                 out = model(x, blocks)
-                loss = nn.functional.cross_entropy(out, graph.y[seeds], reduction="sum")
-                (loss / len(batch)).backward()
+                loss = nn.functional.cross_entropy(out, graph.y[mine], reduction="sum")
+                (loss / n_seeds).backward()
                 total += float(loss.detach())
             if world > 1:
-                for p in model.parameters():
-                    counter["allreduce"] = counter.get("allreduce", 0) + p.grad.numel() * BYTES
-                    dist.all_reduce(p.grad)
+                _all_reduce_grads(model, counter)
             opt.step()
             losses.append(total)
             steps += 1
@@ -189,6 +241,35 @@ def train_minibatch(graph: Graph, parts: torch.Tensor | None, *, hidden: int = 1
             "loss": loss_sum.tolist(), "seconds": seconds, "steps": steps,
             "bytes": {k: int(counter.get(k, 0)) for k in ("ids", "features", "allreduce")},
             "remote_inputs": int(counter.get("remote_inputs", 0))}
+
+
+def _all_reduce_grads(model: nn.Module, counter: dict) -> None:
+    """Sum every parameter's gradient over the workers (a zero gradient where a worker had no
+    data this step), counting the payload."""
+    for p in model.parameters():
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        counter["allreduce"] = counter.get("allreduce", 0) + p.grad.numel() * BYTES
+        dist.all_reduce(p.grad)
+
+
+def sage_dims(graph: Graph, hidden: int, layers: int) -> list[int]:
+    return [graph.x.shape[1]] + [hidden] * (layers - 1) + [graph.n_classes]
+
+
+def sage_accuracy(graph: Graph, params: list[torch.Tensor], hidden: int, layers: int,
+                  nodes: torch.Tensor) -> float:
+    """Accuracy on ``nodes`` of the SAGE model with ``params``, aggregating every neighbour
+    (full-neighbourhood inference: a fanout of the largest degree)."""
+    model = SAGE(sage_dims(graph, hidden, layers))
+    with torch.no_grad():
+        for p, v in zip(model.parameters(), params, strict=True):
+            p.copy_(v)
+        rowptr, col = csr(graph)
+        full = max(1, int(graph.degrees().max()))
+        blocks = sample_blocks(rowptr, col, nodes, [full] * layers, torch.Generator())
+        pred = model(graph.x[blocks[0]["src"]], blocks).argmax(1)
+    return float((pred == graph.y[nodes]).double().mean())
 
 
 def rank_minibatch(rank: int, world: int, graph: dict, parts: torch.Tensor,

@@ -25,7 +25,7 @@ from theorylab.errors import ConfigError
 from theorylab.seeding import seed_for
 from theorylab.validation import check_choice, check_int
 
-__all__ = ["METHODS", "partition", "halo", "partition_stats"]
+__all__ = ["METHODS", "partition", "metis_membership", "halo", "partition_stats"]
 
 METHODS = ("metis", "hash", "random")
 
@@ -49,16 +49,21 @@ def partition(graph: Graph, n_parts: int, method: str = "metis", seed: int = 0) 
     if method == "random":
         rng = np.random.default_rng(seed_for(seed, "random-partition"))
         return torch.from_numpy(rng.permutation(np.arange(graph.n) % P).astype(np.int64))
-    import pymetis
-    src, dst = graph.edge_index.numpy()
-    xadj = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=graph.n))])
-    opts = pymetis.Options(seed=int(seed_for(seed, "metis") % (2**31 - 1)))
-    _, membership = pymetis.part_graph(P, pymetis.CSRAdjacency(xadj, dst), options=opts)
-    parts = torch.as_tensor(np.asarray(membership), dtype=torch.int64)
+    parts = metis_membership(graph, P, seed)
     if len(torch.unique(parts)) < P:     # METIS may leave a part empty on tiny graphs
         raise ConfigError(f"METIS left a part empty cutting {graph.n} nodes into {P} parts; "
                           "use fewer parts or method 'hash'.")
     return parts
+
+
+def metis_membership(graph: Graph, n_parts: int, seed: int = 0) -> torch.Tensor:
+    """METIS's (seeded) part of every node; a part may be empty on a tiny graph."""
+    import pymetis
+    src, dst = graph.edge_index.numpy()
+    xadj = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=graph.n))])
+    opts = pymetis.Options(seed=int(seed_for(seed, "metis") % (2**31 - 1)))
+    _, membership = pymetis.part_graph(n_parts, pymetis.CSRAdjacency(xadj, dst), options=opts)
+    return torch.as_tensor(np.asarray(membership), dtype=torch.int64)
 
 
 def halo(graph: Graph, parts: torch.Tensor, p: int) -> torch.Tensor:
