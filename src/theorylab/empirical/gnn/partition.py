@@ -70,7 +70,9 @@ def halo(graph: Graph, parts: torch.Tensor, p: int) -> torch.Tensor:
     """R_p: sorted ids of the nodes outside part p adjacent to a node of part p."""
     src, dst = graph.edge_index
     cross = (parts[dst] == p) & (parts[src] != p)
-    return torch.unique(src[cross])
+    mark = torch.zeros(graph.n, dtype=torch.bool)
+    mark[src[cross]] = True              # a marker per node: O(m), no sort
+    return torch.nonzero(mark).flatten()
 
 
 def partition_stats(graph: Graph, parts: torch.Tensor) -> dict:

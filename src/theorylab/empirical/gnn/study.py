@@ -14,6 +14,9 @@ Units and their long records:
   neighbour sampling with owner-local and with global seeds
   (:func:`~theorylab.empirical.gnn.minibatch.epoch_remote_inputs`), and partition batches of the
   graph's METIS clusters (:func:`~theorylab.empirical.gnn.clusterbatch.epoch_remote_nodes`).
+* ``{"kind": "real", "graph": spec}`` → ``real`` rows: the same partition statistics on a real
+  graph (:mod:`~theorylab.empirical.gnn.realgraphs`: connectomes, ``mice`` for all 32 mouse
+  connectomes, pandapower grids).
 * ``{"kind": "train", "P": 1}`` → the single-process run (an artifact, stage ``single``, that
   the P-worker units compare with) as a ``train`` row with ``variant = "single"``, and one
   process's mini-batch (``minibatch``) and partition-batch (``cluster``) runs.
@@ -79,7 +82,11 @@ class DistGNNStudy(Study):
     world_sizes: tuple[int, ...] = (2, 4)
     partitioners: tuple[str, ...] = ("metis", "hash")
     n_graphs: int = 30
-    data: str = ""
+    data: str = ""            # an edge-list file, or a named real graph (realgraphs.named_graph)
+    # METIS vs hash on real graphs: connectomes ("mice": all 32 mouse connectomes) and grids
+    real_graphs: tuple[str, ...] = ("drosophila-left", "drosophila-right", "mice",
+                                    "grid:case118", "grid:case1354pegase",
+                                    "grid:case9241pegase")
     self_loops: str = "error"
     duplicates: str = "error"
     timeout_s: float = 300.0
@@ -96,7 +103,8 @@ class DistGNNStudy(Study):
         "cluster_size": Int(1, 10**6), "clusters_per_batch": Int(1, 10**6),
         "cluster_epochs": Int(1, 1000), "world_sizes": Tuple(Int(2, 64), min_len=0, max_len=8),
         "partitioners": Tuple(Choice(PARTITIONERS), min_len=1, max_len=3),
-        "n_graphs": Int(1, 1000), "data": Str(), "self_loops": Choice(SELF_LOOPS),
+        "n_graphs": Int(1, 1000), "data": Str(), "real_graphs": Tuple(Str(), min_len=0,
+                                                                        max_len=64), "self_loops": Choice(SELF_LOOPS),
         "duplicates": Choice(DUPLICATES), "timeout_s": Real(1, 86_400), "rendezvous": Str(), "seed": SEED,
     }
 
@@ -125,12 +133,16 @@ class DistGNNStudy(Study):
     def quick(self) -> DistGNNStudy:
         return self.replace(n_nodes=600, blocks=4, dim=16, hidden=16, epochs=10,
                             fanouts=(5, 5), batch_size=64, world_sizes=(2,), n_graphs=12,
-                            cluster_size=50, clusters_per_batch=2)
+                            cluster_size=50, clusters_per_batch=2,
+                            real_graphs=self.real_graphs[:5])
 
     # -- graphs ---------------------------------------------------------------------------------
     def _build_graph(self, g: int) -> dict:
         from theorylab.empirical.gnn.graphs import read_edge_list, sbm
+        from theorylab.empirical.gnn.realgraphs import is_named_graph, named_graph
         from theorylab.seeding import seed_for
+        if self.data and is_named_graph(self.data):
+            return named_graph(self.data, self.dim, self.seed).to_dict()
         if self.data:
             return read_edge_list(self.data, self_loops=self.self_loops,
                                   duplicates=self.duplicates, dim=self.dim,
@@ -169,6 +181,8 @@ class DistGNNStudy(Study):
         graphs = 1 if self.data else self.n_graphs
         units = [{"kind": "partition", "graph": g} for g in range(graphs)] if self.world_sizes \
             else []
+        units += [{"kind": "real", "graph": spec} for spec in self.real_graphs
+                  if self.world_sizes]
         units.append({"kind": "train", "P": 1})
         units += [{"kind": "train", "P": P, "method": m} for P in self.world_sizes
                   for m in self.partitioners]
@@ -177,6 +191,8 @@ class DistGNNStudy(Study):
     def run_unit(self, unit, ctx=None):
         if unit["kind"] == "partition":
             return self._partition_unit(int(unit["graph"]), ctx)
+        if unit["kind"] == "real":
+            return self._real_unit(unit["graph"])
         if int(unit["P"]) == 1:
             return self._single_unit(ctx)
         return self._train_unit(int(unit["P"]), unit["method"], ctx)
@@ -242,6 +258,28 @@ class DistGNNStudy(Study):
                                  graph, parts, seeds=mode, **mb) for mode in SEED_MODES},
                              "cluster_remote": epoch_remote_nodes(
                                  clusters, parts, self.clusters_per_batch, self.seed)})
+        return rows
+
+    def _real_unit(self, spec: str) -> list[dict]:
+        """``real`` rows: METIS and hash partitions of a real graph (``mice``: each of the 32
+        mouse connectomes), edge cut, balance and halo nodes per (P, method)."""
+        from theorylab.empirical.gnn.partition import partition, partition_stats
+        from theorylab.empirical.gnn.realgraphs import N_MICE, mouse_genotypes, named_graph
+        names = [f"mouse-{k}" for k in range(N_MICE)] if spec == "mice" else [spec]
+        genotypes = mouse_genotypes() if spec == "mice" else [""]
+        rows = []
+        for name, geno in zip(names, genotypes, strict=True):
+            graph = named_graph(name, self.dim, self.seed)
+            for P in self.world_sizes:
+                for m in self.partitioners:
+                    if P > graph.n:
+                        continue
+                    stats = partition_stats(graph, partition(graph, P, m, seed=self.seed))
+                    rows.append({"record": "real", "family": spec, "graph": name,
+                                 "genotype": geno, "P": P, "method": m, "n": graph.n,
+                                 "m": graph.n_edges,
+                                 **{k: stats[k] for k in ("edge_cut", "balance", "halo_nodes",
+                                                          "halo_fraction")}})
         return rows
 
     def _dims(self, graph: Graph) -> list[int]:
