@@ -181,11 +181,12 @@ class DistGNNStudy(Study):
         graphs = 1 if self.data else self.n_graphs
         units = [{"kind": "partition", "graph": g} for g in range(graphs)] if self.world_sizes \
             else []
-        units += [{"kind": "real", "graph": spec} for spec in self.real_graphs
-                  if self.world_sizes]
         units.append({"kind": "train", "P": 1})
         units += [{"kind": "train", "P": P, "method": m} for P in self.world_sizes
                   for m in self.partitioners]
+        # last: a failing launch (an unreachable rendezvous) is reported before they run
+        units += [{"kind": "real", "graph": spec} for spec in self.real_graphs
+                  if self.world_sizes]
         return units
 
     def run_unit(self, unit, ctx=None):
