@@ -469,3 +469,45 @@ def test_unreachable_rendezvous_is_a_one_line_error_within_30_s():
     assert "\n" not in str(exc.value) and time.perf_counter() - t0 < 30
     with pytest.raises(ConfigError, match=r"^'rendezvous' of launch must be 'tcp://HOST:PORT'"):
         launch(nothing, 2, rendezvous="127.0.0.1:1")
+
+
+# --- devices ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("world,gpus,device,backend", [
+    (1, 1, "cuda", "nccl"),    # the one-GPU machine: nccl only for P = 1
+    (2, 1, "cpu", "gloo"),     # nccl refuses two ranks on one GPU: gloo on the CPU
+    (4, 4, "cuda", "nccl"),
+    (4, 0, "cpu", "gloo"),
+    (2, 0, "cpu", "gloo"),
+])
+def test_auto_device_takes_nccl_only_with_a_gpu_per_rank(world, gpus, device, backend):
+    from theorylab.empirical.distributed import choose_device
+    got = choose_device(world, "auto", gpus=gpus)
+    assert got[:2] == (device, backend) and backend in got[2] and "\n" not in got[2]
+
+
+def test_explicit_devices_and_their_errors():
+    from theorylab.empirical.distributed import choose_device
+    assert choose_device(2, "cpu", gpus=8)[:2] == ("cpu", "gloo")
+    assert choose_device(2, "cuda", gpus=2)[:2] == ("cuda", "nccl")
+    with pytest.raises(ConfigError, match=r"^launch on 'cuda' needs one GPU per rank: "
+                                          r"world_size 2, GPUs here 1\.$"):
+        choose_device(2, "cuda", gpus=1)
+    with pytest.raises(ConfigError, match=r"^'device' of launch must be 'auto', 'cpu' or 'cuda'"):
+        choose_device(2, "tpu", gpus=0)
+
+
+def test_workers_compute_on_the_cpu_without_an_nccl_group():
+    from theorylab.empirical.gnn.fullgraph import worker_device
+    assert worker_device() == torch.device("cpu")
+    assert worker_device("cpu") == torch.device("cpu")
+    assert worker_device(torch.device("meta")) == torch.device("meta")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_one_process_on_cuda_equals_the_cpu():
+    g = sbm([25] * 4, 0.2, 0.02, 6, seed=7)
+    opts = {"hidden": 8, "layers": 2, "epochs": 4, "lr": 0.05, "seed": 1}
+    cpu, gpu = train_full_graph(g, None, **opts), train_full_graph(g, None, device="cuda", **opts)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+               for a, b in zip(cpu["params"], gpu["params"], strict=True))

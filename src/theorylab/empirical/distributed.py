@@ -28,7 +28,8 @@ from theorylab import errors
 from theorylab.errors import ConfigError, TheorylabError
 from theorylab.validation import check_int, check_real
 
-__all__ = ["launch", "free_port", "backend_for", "rank_and_world", "shard_bounds"]
+__all__ = ["launch", "free_port", "backend_for", "choose_device", "rank_and_world",
+           "shard_bounds"]
 
 
 def free_port() -> int:
@@ -41,6 +42,28 @@ def free_port() -> int:
 def backend_for(device: str | torch.device) -> str:
     """``"nccl"`` for a CUDA device, ``"gloo"`` otherwise."""
     return "nccl" if torch.device(device).type == "cuda" else "gloo"
+
+
+def choose_device(world: int, device: str = "auto", gpus: int | None = None
+                  ) -> tuple[str, str, str]:
+    """``(device, backend, why)`` for ``world`` local ranks: ``"auto"`` takes CUDA with nccl when
+    there is a GPU per rank (nccl refuses two ranks on one GPU), else the CPU with gloo;
+    ``gpus`` defaults to ``torch.cuda.device_count()``. ``why`` says which, in one line."""
+    gpus = torch.cuda.device_count() if gpus is None else gpus
+    if device == "auto":
+        device = "cuda" if 0 < world <= gpus else "cpu"
+        why = (f"nccl on cuda:0..{world - 1} ({gpus} GPUs for {world} ranks)" if device == "cuda"
+               else f"gloo on the CPU ({world} ranks, {gpus} GPUs: nccl needs a GPU per rank)")
+    elif device == "cpu":
+        why = f"gloo on the CPU ({world} ranks, as asked)"
+    elif device == "cuda":
+        if gpus < world:
+            raise ConfigError(f"launch on 'cuda' needs one GPU per rank: world_size {world}, "
+                              f"GPUs here {gpus}.")
+        why = f"nccl on cuda:0..{world - 1} (as asked)"
+    else:
+        raise ConfigError(f"'device' of launch must be 'auto', 'cpu' or 'cuda'. Got {device!r}.")
+    return device, backend_for(device), why
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -132,7 +155,7 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, device: str = "c
     ``fn`` must be a module-level function (pickled by name; ``args`` by value) and return
     what ``torch.load(..., weights_only=True)`` reads back: tensors, numbers, strings, and
     lists, tuples and dicts of them. ``device`` ``"cpu"`` uses gloo, ``"cuda"`` nccl with rank r on GPU r
-    (``"auto"``: CUDA when there are ``world_size`` GPUs). A collective waiting longer than
+    (``"auto"``: CUDA when there are ``world_size`` GPUs; :func:`choose_device`). A collective waiting longer than
     ``timeout_s`` fails; a rank that dies stops the others at once, and the caller gets one
     line naming it. ``rendezvous`` (``tcp://HOST:PORT``; default a free loopback port) that no
     rank can reach within ``timeout_s`` is a :class:`~theorylab.errors.ConfigError`.
@@ -142,19 +165,12 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, device: str = "c
 
     world = check_int(None, "world_size", world_size, lo=1)
     check_real(None, "timeout_s", timeout_s, lo=0, lo_open=True)
-    if device == "auto":
-        device = "cuda" if torch.cuda.device_count() >= world else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"'device' of launch must be 'auto', 'cpu' or 'cuda'. Got {device!r}.")
-    if device == "cuda" and torch.cuda.device_count() < world:
-        raise ConfigError(f"launch on 'cuda' needs one GPU per rank: world_size {world}, "
-                          f"GPUs here {torch.cuda.device_count()}.")
+    device, backend, _ = choose_device(world, device)
     if not dist.is_available():
         raise ConfigError("torch.distributed is not available in this torch build.")
     if rendezvous is not None and not (isinstance(rendezvous, str)
                                        and rendezvous.startswith("tcp://")):
         raise ConfigError(f"'rendezvous' of launch must be 'tcp://HOST:PORT'. Got {rendezvous!r}.")
-    backend = backend_for(device)
     init = rendezvous or f"tcp://127.0.0.1:{free_port()}"
     with tempfile.TemporaryDirectory(prefix="theorylab-ddp-") as outdir:
         try:

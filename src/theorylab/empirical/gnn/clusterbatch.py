@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from theorylab.empirical.distributed import rank_and_world, shard_bounds
-from theorylab.empirical.gnn.fullgraph import GCN, gcn_edges, propagate, train_mask
+from theorylab.empirical.gnn.fullgraph import GCN, gcn_edges, propagate, train_mask, worker_device
 from theorylab.empirical.gnn.graphs import Graph
 from theorylab.empirical.gnn.minibatch import _all_reduce_grads, _fetch
 from theorylab.empirical.gnn.partition import metis_membership
@@ -115,7 +115,8 @@ def epoch_remote_nodes(clusters: torch.Tensor, parts: torch.Tensor, q: int, seed
 def train_clusters(graph: Graph, parts: torch.Tensor | None, clusters: torch.Tensor, *,
                    clusters_per_batch: int = 2, hidden: int = 16, layers: int = 2,
                    epochs: int = 2, lr: float = 0.01, train_fraction: float = 0.5,
-                   seed: int = 0, shares: int | None = None) -> dict:
+                   seed: int = 0, shares: int | None = None, device: str | None = None
+                   ) -> dict:
     """Partition-batch training (module docstring). In a process group of P workers each runs
     its batches; without one, ``shares`` (default 1) workers' batches run here in turn: the
     P-worker twin, which counts the batch nodes outside each worker's part."""
@@ -131,10 +132,11 @@ def train_clusters(graph: Graph, parts: torch.Tensor | None, clusters: torch.Ten
     local = torch.nonzero(parts == rank).flatten() if world > 1 else torch.arange(graph.n)
     pos = torch.full((graph.n,), -1, dtype=torch.int64)
     pos[local] = torch.arange(len(local))
-    x_local = graph.x[local]
+    dev = worker_device(device)
+    pos, x_local = pos.to(dev), graph.x[local].to(dev)
     is_train = train_mask(graph.n, train_fraction, seed)
     torch.manual_seed(torch_seed(seed, "cluster-init"))
-    model = GCN([graph.x.shape[1]] + [hidden] * (layers - 1) + [graph.n_classes])
+    model = GCN([graph.x.shape[1]] + [hidden] * (layers - 1) + [graph.n_classes]).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     counter: dict[str, int] = {}
     losses, seconds, steps = [], [], 0
@@ -148,17 +150,18 @@ def train_clusters(graph: Graph, parts: torch.Tensor | None, clusters: torch.Ten
                 if world > 1:
                     x = _fetch(nodes, x_local, parts, pos, rank, world, counter)
                 else:    # what worker r would fetch: its batch nodes outside part r
-                    x = graph.x[nodes]
+                    x = graph.x[nodes].to(dev)
                     counter["remote_nodes"] = (counter.get("remote_nodes", 0)
                                                + int((parts[nodes] != r).sum()))
                 mask = is_train[nodes]
                 if not mask.any():
                     continue
                 sub = induced_subgraph(graph, nodes, x)
-                src, dst, w = gcn_edges(sub)
+                src, dst, w = (t.to(dev) for t in gcn_edges(sub))
                 out = model(sub.x, lambda h, _l, s=src, d=dst, w=w, n=sub.n:
                             propagate(h, s, d, w, n))
-                loss = nn.functional.cross_entropy(out[mask], sub.y[mask])
+                mask = mask.to(dev)
+                loss = nn.functional.cross_entropy(out[mask], sub.y.to(dev)[mask])
                 (loss / P).backward()
                 total += float(loss.detach()) / P
             if world > 1:
@@ -167,16 +170,18 @@ def train_clusters(graph: Graph, parts: torch.Tensor | None, clusters: torch.Ten
                 for p in model.parameters():
                     p.grad = torch.zeros_like(p) if p.grad is None else p.grad
             opt.step()
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
             losses.append(total)
             steps += 1
         seconds.append(time.perf_counter() - t0)
-    loss_sum = torch.tensor(losses, dtype=torch.float64)
+    loss_sum = torch.tensor(losses, dtype=torch.float64, device=dev)
     if world > 1:
         import torch.distributed as dist
         dist.all_reduce(loss_sum)
     remote = counter.get("remote_nodes", 0) + counter.get("remote_inputs", 0)
-    return {"params": [p.detach().clone() for p in model.parameters()],
-            "loss": loss_sum.tolist(), "seconds": seconds, "steps": steps,
+    return {"params": [p.detach().cpu().clone() for p in model.parameters()],
+            "loss": loss_sum.cpu().tolist(), "seconds": seconds, "steps": steps,
             "bytes": {k: int(counter.get(k, 0)) for k in ("ids", "features", "allreduce")},
             "remote_nodes": int(remote)}
 

@@ -20,6 +20,12 @@ gradients handed to ``all_reduce``). The survey's cost model per epoch, with 4-b
 forward Σ_p |R_p| · Σ_{l<L} d_l · 4, backward Σ_p |R_p| · Σ_{1≤l<L} d_l · 4, all-reduce
 P · (number of parameters) · 4 (the payload; gloo's ring moves about 2(P − 1)/P of it per worker).
 
+**Devices.** Under an nccl process group every worker computes on its GPU, cuda:rank, and hands
+CUDA tensors to the collectives (nccl takes no others); under gloo, on the CPU
+(:func:`worker_device`; the launcher picks the backend,
+:func:`~theorylab.empirical.distributed.choose_device`). A process without a group computes on
+``device`` (default the CPU). Returned parameters are on the CPU.
+
 **Staleness** (PipeGCN-style, ``stale=True``): layers l ≥ 1 aggregate the halo features of the
 previous epoch (no gradient flows to their owners); the exchange of this epoch's features runs
 anyway, for the next epoch. Epoch 0 uses fresh features.
@@ -40,7 +46,7 @@ from theorylab.empirical.gnn.graphs import Graph
 from theorylab.empirical.gnn.partition import halo
 from theorylab.seeding import rng_for, torch_seed
 
-__all__ = ["GCN", "HaloPlan", "make_plan", "gcn_edges", "propagate", "train_mask",
+__all__ = ["GCN", "HaloPlan", "make_plan", "gcn_edges", "propagate", "train_mask", "worker_device",
            "train_full_graph", "cost_model_bytes", "rank_main", "rank_variants"]
 
 BYTES = 4  # float32
@@ -57,7 +63,15 @@ def gcn_edges(graph: Graph) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def propagate(h: torch.Tensor, src, dst, w, n_out: int) -> torch.Tensor:
     """Σ over edges (src → dst) of w · h[src], rows 0..n_out−1."""
-    return torch.zeros(n_out, h.shape[1], dtype=h.dtype).index_add_(0, dst, h[src] * w[:, None])
+    return torch.zeros(n_out, h.shape[1], dtype=h.dtype, device=h.device).index_add_(
+        0, dst, h[src] * w[:, None])
+
+
+def worker_device(device: str | torch.device | None = None) -> torch.device:
+    """cuda:<this rank's GPU> under an nccl process group, else ``device`` (default the CPU)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device(device or "cpu")
 
 
 class GCN(nn.Module):
@@ -91,6 +105,12 @@ class HaloPlan:
     dst: torch.Tensor
     w: torch.Tensor
 
+    def to(self, device: torch.device) -> HaloPlan:
+        """The plan with its index and weight tensors on ``device``."""
+        return HaloPlan(self.rank, self.world, self.local.to(device), self.halo.to(device),
+                        [i.to(device) for i in self.send_idx], self.recv_counts,
+                        self.src.to(device), self.dst.to(device), self.w.to(device))
+
 
 def make_plan(graph: Graph, parts: torch.Tensor, rank: int, world: int) -> HaloPlan:
     local = torch.nonzero(parts == rank).flatten()
@@ -115,7 +135,7 @@ def _all_to_all(chunks: list[torch.Tensor], counts: list[int], dim: int, counter
     """One ``all_to_all_single`` with uneven splits (gloo's list form wants equal sizes)."""
     counter[phase] = counter.get(phase, 0) + sum(
         c.numel() * c.element_size() for q, c in enumerate(chunks) if q != rank)
-    out = torch.empty(sum(counts), dim)
+    out = torch.empty(sum(counts), dim, device=chunks[0].device)
     dist.all_to_all_single(out, torch.cat(chunks).contiguous(), output_split_sizes=counts,
                            input_split_sizes=[len(c) for c in chunks])
     return list(torch.split(out, counts))
@@ -137,7 +157,7 @@ class _HaloExchange(torch.autograd.Function):
         got = _all_to_all(list(torch.split(g, plan.recv_counts)),
                           [len(i) for i in plan.send_idx], g.shape[1], ctx.counter, "backward",
                           plan.rank)
-        grad = torch.zeros(ctx.n, g.shape[1], dtype=g.dtype)
+        grad = torch.zeros(ctx.n, g.shape[1], dtype=g.dtype, device=g.device)
         for idx, gq in zip(plan.send_idx, got, strict=True):
             grad.index_add_(0, idx, gq)
         return grad, None, None
@@ -153,7 +173,8 @@ def train_mask(n: int, fraction: float, seed: int) -> torch.Tensor:
 
 def train_full_graph(graph: Graph, parts: torch.Tensor | None, *, hidden: int = 16,
                      layers: int = 2, epochs: int = 5, lr: float = 0.01,
-                     train_fraction: float = 0.5, seed: int = 0, stale: bool = False) -> dict:
+                     train_fraction: float = 0.5, seed: int = 0, stale: bool = False,
+                     device: str | None = None) -> dict:
     """Train the GCN for ``epochs`` full-batch Adam steps; in a process group of P workers when
     one is initialised (``parts`` then assigns the rows), else in this process alone.
 
@@ -163,13 +184,15 @@ def train_full_graph(graph: Graph, parts: torch.Tensor | None, *, hidden: int = 
     rank, world = rank_and_world()
     if parts is None or world == 1:
         parts = torch.zeros(graph.n, dtype=torch.int64)
-    plan = make_plan(graph, parts, rank, world)
+    dev = worker_device(device)
+    cpu_plan = make_plan(graph, parts, rank, world)
+    plan = cpu_plan.to(dev)
     counter: dict[str, int] = {}
-    mask = train_mask(graph.n, train_fraction, seed)[plan.local]
-    x, y = graph.x[plan.local], graph.y[plan.local]
+    mask = train_mask(graph.n, train_fraction, seed)[cpu_plan.local].to(dev)
+    x, y = graph.x[cpu_plan.local].to(dev), graph.y[cpu_plan.local].to(dev)
     n_train = int(train_mask(graph.n, train_fraction, seed).sum())
     torch.manual_seed(torch_seed(seed, "gcn-init"))
-    model = GCN([graph.x.shape[1]] + [hidden] * (layers - 1) + [graph.n_classes])
+    model = GCN([graph.x.shape[1]] + [hidden] * (layers - 1) + [graph.n_classes]).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     n_local = len(plan.local)
     previous: dict[int, torch.Tensor] = {}
@@ -195,18 +218,18 @@ def train_full_graph(graph: Graph, parts: torch.Tensor | None, *, hidden: int = 
                 counter["allreduce"] = counter.get("allreduce", 0) + p.grad.numel() * BYTES
                 dist.all_reduce(p.grad)
         opt.step()
+        losses.append(float(loss.detach()))       # waits for the device
         seconds.append(time.perf_counter() - t0)
-        losses.append(float(loss.detach()))
     with torch.no_grad():
         phase = dict(counter)
         pred = model(x, aggregate).argmax(1)
         test = ~mask
         stats = torch.tensor([losses + [float((pred[test] == y[test]).sum()), float(test.sum())]],
-                             dtype=torch.float64)
+                             dtype=torch.float64, device=dev)
         if world > 1:
             dist.all_reduce(stats)
     stats = stats.flatten().tolist()
-    return {"params": [p.detach().clone() for p in model.parameters()],
+    return {"params": [p.detach().cpu().clone() for p in model.parameters()],
             "loss": stats[:epochs], "accuracy": stats[epochs] / max(stats[epochs + 1], 1.0),
             "seconds": seconds, "bytes": {k: int(phase.get(k, 0))
                                           for k in ("forward", "backward", "allreduce")},

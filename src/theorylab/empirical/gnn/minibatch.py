@@ -44,7 +44,7 @@ import torch.distributed as dist
 from torch import nn
 
 from theorylab.empirical.distributed import rank_and_world, shard_bounds
-from theorylab.empirical.gnn.fullgraph import BYTES, train_mask
+from theorylab.empirical.gnn.fullgraph import BYTES, train_mask, worker_device
 from theorylab.empirical.gnn.graphs import Graph
 from theorylab.seeding import torch_generator, torch_seed
 from theorylab.validation import check_choice
@@ -108,7 +108,8 @@ class SAGE(nn.Module):
         h = x
         for l, b in enumerate(blocks):
             n = b["n_dst"]
-            agg = torch.zeros(n, h.shape[1]).index_add_(0, b["edge_dst"], h[b["edge_src"]])
+            agg = torch.zeros(n, h.shape[1], device=h.device).index_add_(0, b["edge_dst"],
+                                                                         h[b["edge_src"]])
             count = torch.bincount(b["edge_dst"], minlength=n).clamp(min=1)
             h = self.self_lins[l](h[:n]) + self.nbr_lins[l](agg / count[:, None])
             if l < len(blocks) - 1:
@@ -118,18 +119,20 @@ class SAGE(nn.Module):
 
 def _fetch(ids: torch.Tensor, x_local: torch.Tensor, owner: torch.Tensor, pos: torch.Tensor,
            rank: int, world: int, counter: dict) -> torch.Tensor:
-    """The feature rows of ``ids`` from their owners (three ``all_to_all_single`` calls)."""
+    """The feature rows of ``ids`` (CPU) from their owners (three ``all_to_all_single`` calls,
+    on the device of ``x_local`` and ``pos``)."""
+    dev = x_local.device
     dest = owner[ids]
     order = torch.argsort(dest, stable=True)
-    want = ids[order]
-    send_counts = torch.bincount(dest, minlength=world)
+    want = ids[order].to(dev)
+    send_counts = torch.bincount(dest, minlength=world).to(dev)
     recv_counts = torch.empty_like(send_counts)
     dist.all_to_all_single(recv_counts, send_counts)
     sc, rc = send_counts.tolist(), recv_counts.tolist()
-    asked = torch.empty(sum(rc), dtype=torch.int64)
+    asked = torch.empty(sum(rc), dtype=torch.int64, device=dev)
     dist.all_to_all_single(asked, want, output_split_sizes=rc, input_split_sizes=sc)
     rows = x_local[pos[asked]]
-    got = torch.empty(len(ids), x_local.shape[1])
+    got = torch.empty(len(ids), x_local.shape[1], device=dev)
     dist.all_to_all_single(got, rows, output_split_sizes=sc, input_split_sizes=rc)
     remote_req = sum(c for q, c in enumerate(sc) if q != rank)
     remote_rows = sum(c for q, c in enumerate(rc) if q != rank)
@@ -137,8 +140,13 @@ def _fetch(ids: torch.Tensor, x_local: torch.Tensor, owner: torch.Tensor, pos: t
     counter["features"] = counter.get("features", 0) + remote_rows * x_local.shape[1] * BYTES
     counter["remote_inputs"] = counter.get("remote_inputs", 0) + remote_req
     out = torch.empty_like(got)
-    out[order] = got
+    out[order.to(dev)] = got
     return out
+
+
+def blocks_to(blocks: list[dict], device: torch.device) -> list[dict]:
+    """The blocks with their index tensors on ``device``."""
+    return [{k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()} for b in blocks]
 
 
 def seed_batches(train_nodes: torch.Tensor, owner: torch.Tensor, P: int, batch_size: int,
@@ -186,7 +194,8 @@ def epoch_remote_inputs(graph: Graph, parts: torch.Tensor, *, fanouts: tuple[int
 def train_minibatch(graph: Graph, parts: torch.Tensor | None, *, hidden: int = 16,
                     layers: int = 2, fanouts: tuple[int, ...] = (5, 5), batch_size: int = 64,
                     epochs: int = 2, lr: float = 0.01, train_fraction: float = 0.5,
-                    seed: int = 0, shares: int | None = None, seeds: str = "owner") -> dict:
+                    seed: int = 0, shares: int | None = None, seeds: str = "owner",
+                    device: str | None = None) -> dict:
     """Mini-batch training (module docstring). In a process group of P workers each runs its
     share; without one, ``shares`` (default 1) shares run here in turn: the P-worker twin, which
     also counts the inputs that share r's worker would fetch from other parts of ``parts``."""
@@ -194,15 +203,16 @@ def train_minibatch(graph: Graph, parts: torch.Tensor | None, *, hidden: int = 1
     P = world if world > 1 else (shares or 1)
     if parts is None:
         parts = torch.zeros(graph.n, dtype=torch.int64)
+    dev = worker_device(device)
     rowptr, col = csr(graph)
     owner = parts if world > 1 else torch.zeros(graph.n, dtype=torch.int64)
     local = torch.nonzero(owner == rank).flatten()
     pos = torch.full((graph.n,), -1, dtype=torch.int64)
     pos[local] = torch.arange(len(local))
-    x_local = graph.x[local]
+    pos, x_local = pos.to(dev), graph.x[local].to(dev)
     train_nodes = torch.nonzero(train_mask(graph.n, train_fraction, seed)).flatten()
     torch.manual_seed(torch_seed(seed, "sage-init"))
-    model = SAGE(sage_dims(graph, hidden, layers))
+    model = SAGE(sage_dims(graph, hidden, layers)).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     counter: dict[str, int] = {}
     losses, seconds, steps = [], [], 0
@@ -221,11 +231,11 @@ def train_minibatch(graph: Graph, parts: torch.Tensor | None, *, hidden: int = 1
                 if world > 1:
                     x = _fetch(ids, x_local, owner, pos, rank, world, counter)
                 else:    # what share r's worker would fetch: its inputs outside part r
-                    x = graph.x[ids]
+                    x = graph.x[ids].to(dev)
                     counter["remote_inputs"] = (counter.get("remote_inputs", 0)
                                                 + int((parts[ids] != r).sum()))
-                out = model(x, blocks)
-                loss = nn.functional.cross_entropy(out, graph.y[mine], reduction="sum")
+                out = model(x, blocks_to(blocks, dev))
+                loss = nn.functional.cross_entropy(out, graph.y[mine].to(dev), reduction="sum")
                 (loss / n_seeds).backward()
                 total += float(loss.detach())
             if world > 1:
@@ -233,12 +243,14 @@ def train_minibatch(graph: Graph, parts: torch.Tensor | None, *, hidden: int = 1
             opt.step()
             losses.append(total)
             steps += 1
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
         seconds.append(time.perf_counter() - t0)
-    loss_sum = torch.stack(losses)
+    loss_sum = torch.stack(losses).to(dev)
     if world > 1:
         dist.all_reduce(loss_sum)
-    return {"params": [p.detach().clone() for p in model.parameters()],
-            "loss": loss_sum.tolist(), "seconds": seconds, "steps": steps,
+    return {"params": [p.detach().cpu().clone() for p in model.parameters()],
+            "loss": loss_sum.cpu().tolist(), "seconds": seconds, "steps": steps,
             "bytes": {k: int(counter.get(k, 0)) for k in ("ids", "features", "allreduce")},
             "remote_inputs": int(counter.get("remote_inputs", 0))}
 
