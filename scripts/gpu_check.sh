@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU check of the ESM knowledge-neuron pipeline (esm2_t6_8M shape), run from the source tree.
+# GPU check of the ESM knowledge-neuron pipeline (esm2_t6_8M shape), the NER throughput and the
+# distributed-GNN workflows (nccl), run from the source tree.
 #
 #   scripts/gpu_check.sh --prepare   # here, with a package registry: fill .theorylab/gpu/ with
 #                                    # the pure-Python wheels the GPU image lacks (captum,
@@ -17,6 +18,12 @@ if [[ "${1:-}" == "--prepare" ]]; then
         captum==0.9.0 fair-esm==2.0.0
     # NER (Shen et al. 2018): seqeval and the shipped corpus are sdists: build their wheels here
     python3 -m pip wheel -q --no-deps -w "$VENDOR/wheels" seqeval==1.2.2 hironsancorpus==0.1.2
+    # distributed GNN: pymetis is a compiled wheel: one per CPython the GPU image may have
+    mkdir -p "$VENDOR/wheels-gnn"
+    for py in 3.10 3.11 3.12 3.13; do
+        python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$py" \
+            -d "$VENDOR/wheels-gnn" pymetis==2025.2.2
+    done
     # only the TSVs of aaanalysis: a namespace package that theorylab finds via find_spec
     src=$(python3 -c "import importlib.util as u; print(list(u.find_spec('aaanalysis').submodule_search_locations)[0])")
     mkdir -p "$VENDOR/data/aaanalysis/_data/benchmarks"
@@ -31,6 +38,11 @@ SITE=${TMPDIR:-/tmp}/theorylab-gpu-site
 if [[ -d "$VENDOR/wheels" ]]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target "$SITE" "$VENDOR"/wheels/*.whl
+fi
+if [[ -d "$VENDOR/wheels-gnn" ]] && ! python3 -c "import pymetis" 2>/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
+        --find-links "$VENDOR/wheels-gnn" pymetis==2025.2.2 \
+        || echo "note: no pymetis wheel for this Python; the GNN check will skip" >&2
 fi
 export PYTHONPATH="src:$SITE:$VENDOR/data${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
@@ -55,4 +67,11 @@ if python3 -c "import seqeval, hironsan.corpus, sklearn" 2>/dev/null; then
     python3 benchmarks/bench_ner.py --device cuda --out "$OUTDIR/ner_gpu.json"
 else
     echo "NER check skipped: seqeval / hironsancorpus / scikit-learn missing (--prepare)" >&2
+fi
+# distributed GNN (Lin et al. survey): the four workflows on a 10^5-node SBM; nccl needs a GPU per
+# rank, so with one GPU P = 1 runs nccl on cuda:0 and P = 2 gloo on the CPU (the output says which)
+if python3 -c "import pymetis" 2>/dev/null; then
+    python3 benchmarks/bench_gnn.py --device auto --worlds 1,2 --out "$OUTDIR/gnn_gpu.json"
+else
+    echo "GNN check skipped: pymetis missing (--prepare)" >&2
 fi
