@@ -34,7 +34,7 @@ from torch import nn
 from theorylab.empirical.distributed import rank_and_world, shard_bounds
 from theorylab.empirical.gnn.fullgraph import GCN, gcn_edges, propagate, train_mask, worker_device
 from theorylab.empirical.gnn.graphs import Graph
-from theorylab.empirical.gnn.minibatch import _all_reduce_grads, _fetch
+from theorylab.empirical.gnn.minibatch import _all_reduce_grads, _fetch, csr
 from theorylab.empirical.gnn.partition import metis_membership
 from theorylab.errors import ConfigError
 from theorylab.seeding import torch_generator, torch_seed
@@ -62,15 +62,22 @@ def cluster_owners(clusters: torch.Tensor, parts: torch.Tensor, P: int) -> torch
     return counts.argmax(1) if P > 1 else torch.zeros(C, dtype=torch.int64)
 
 
-def induced_subgraph(graph: Graph, nodes: torch.Tensor, x: torch.Tensor | None = None) -> Graph:
+def induced_subgraph(graph: Graph, nodes: torch.Tensor, x: torch.Tensor | None = None,
+                     adjacency: tuple[torch.Tensor, torch.Tensor] | None = None) -> Graph:
     """The subgraph induced by ``nodes`` (sorted, distinct), relabelled 0..|nodes|−1 in their
-    order; ``x`` replaces ``graph.x[nodes]`` (features fetched from their owners)."""
+    order; ``x`` replaces ``graph.x[nodes]`` (features fetched from their owners). Reads only
+    the chosen nodes' rows of the CSR ``adjacency`` (:func:`~theorylab.empirical.gnn.minibatch.csr`,
+    built when not given)."""
+    rowptr, col = adjacency if adjacency is not None else csr(graph)
     pos = torch.full((graph.n,), -1, dtype=torch.int64)
     pos[nodes] = torch.arange(len(nodes))
-    src, dst = graph.edge_index
-    keep = (pos[src] >= 0) & (pos[dst] >= 0)
-    # ``nodes`` sorted: relabelling keeps the (source, target) order of ``edge_index``
-    return Graph(len(nodes), torch.stack([pos[src[keep]], pos[dst[keep]]]),
+    start, deg = rowptr[nodes], rowptr[nodes + 1] - rowptr[nodes]
+    seg = torch.repeat_interleave(torch.arange(len(nodes)), deg)
+    flat = start[seg] + torch.arange(int(deg.sum())) - (torch.cumsum(deg, 0) - deg)[seg]
+    dst = pos[col[flat]]
+    keep = dst >= 0
+    # rows in node order, each row's targets sorted: the (source, target) order of edge_index
+    return Graph(len(nodes), torch.stack([seg[keep], dst[keep]]),
                  graph.x[nodes] if x is None else x, graph.y[nodes], graph.n_classes)
 
 
@@ -129,6 +136,7 @@ def train_clusters(graph: Graph, parts: torch.Tensor | None, clusters: torch.Ten
                           f"({graph.n}). Got {len(clusters)}.")
     owners = cluster_owners(clusters, parts, P)
     members = _members(clusters)
+    adjacency = csr(graph)
     local = torch.nonzero(parts == rank).flatten() if world > 1 else torch.arange(graph.n)
     pos = torch.full((graph.n,), -1, dtype=torch.int64)
     pos[local] = torch.arange(len(local))
@@ -156,7 +164,7 @@ def train_clusters(graph: Graph, parts: torch.Tensor | None, clusters: torch.Ten
                 mask = is_train[nodes]
                 if not mask.any():
                     continue
-                sub = induced_subgraph(graph, nodes, x)
+                sub = induced_subgraph(graph, nodes, x, adjacency)
                 src, dst, w = (t.to(dev) for t in gcn_edges(sub))
                 out = model(sub.x, lambda h, _l, s=src, d=dst, w=w, n=sub.n:
                             propagate(h, s, d, w, n))
