@@ -297,7 +297,7 @@ def communication_figure(ctx: Context):
 
 @figure("gnn-workflows", paper=PAPER)
 def workflows_figure(ctx: Context):
-    """Bytes per epoch (log scale) and test accuracy of full-graph, neighbour-sampling and
+    """Kilobytes per epoch and test accuracy of full-graph, neighbour-sampling and
     partition-batch training per P and partition."""
     import matplotlib.pyplot as plt
 
@@ -311,14 +311,14 @@ def workflows_figure(ctx: Context):
         fig, (a, b) = plt.subplots(1, 2, figsize=(8.5, 3.4), layout="constrained")
         for j, k in enumerate(WORKFLOWS):
             g = rows[rows.variant == k].set_index(["P", "method"])
-            a.bar(x + 0.27 * (j - 1), [g.bytes_per_epoch[lab] for lab in labels], width=0.25,
+            a.bar(x + 0.27 * (j - 1), [g.bytes_per_epoch[lab] / 1e3 for lab in labels], width=0.25,
                   color=f"C{j}", label=names[k])
             b.bar(x + 0.27 * (j - 1), [g.accuracy[lab] for lab in labels], width=0.25,
                   color=f"C{j}", label=names[k])
-        for ax, ylabel in ((a, "bytes per epoch"), (b, "test accuracy")):
+        for ax, ylabel in ((a, "kB communicated per epoch"), (b, "test accuracy")):
             ax.set_xticks(x, [f"P{P} {m}" for P, m in labels])
+            ax.set_xlabel("workers and partition")
             ax.set_ylabel(ylabel)
-        a.set_yscale("log")
         b.set_ylim(0, 1)
         legend_beside(b)
         return savefig(fig, ctx.figdir / "gnn-workflows")
