@@ -109,6 +109,7 @@ def test_cli_bad_input_is_one_line_and_non_zero_within_30_s(tmp_path):
         (["--data", str(bad)], "g.txt:3: self-loop 2-2 (self_loops='error'"),
         (["--data", str(bad), "--set", "self_loops=drop", "--set", "world_sizes=[4]"],
          "cannot cut a graph of 3 nodes into 4 parts"),
+        (["--set", "data=mouse-99"], "'mouse' must be an int >= 0 and <= 31. Got 99."),
         (["--set", "world_sizes=[2]", "--set", "partitioners=[\"hash\"]", "--set", "n_graphs=1",
           "--set", "n_nodes=40", "--set", "blocks=2", "--set", "timeout_s=3",
           "--set", "rendezvous=tcp://192.0.2.1:29500"],

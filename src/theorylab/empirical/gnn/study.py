@@ -179,14 +179,14 @@ class DistGNNStudy(Study):
     # -- units ----------------------------------------------------------------------------------
     def units(self) -> list[dict]:
         graphs = 1 if self.data else self.n_graphs
-        units = [{"kind": "partition", "graph": g} for g in range(graphs)] if self.world_sizes \
-            else []
+        # the launches first: a failing one (an unreachable rendezvous) is reported before the
+        # single-process, partition and real-graph units run
+        units = [{"kind": "train", "P": P, "method": m} for P in self.world_sizes
+                 for m in self.partitioners]
         units.append({"kind": "train", "P": 1})
-        units += [{"kind": "train", "P": P, "method": m} for P in self.world_sizes
-                  for m in self.partitioners]
-        # last: a failing launch (an unreachable rendezvous) is reported before they run
-        units += [{"kind": "real", "graph": spec} for spec in self.real_graphs
-                  if self.world_sizes]
+        if self.world_sizes:
+            units += [{"kind": "partition", "graph": g} for g in range(graphs)]
+            units += [{"kind": "real", "graph": spec} for spec in self.real_graphs]
         return units
 
     def run_unit(self, unit, ctx=None):
@@ -303,10 +303,10 @@ class DistGNNStudy(Study):
         graph = self.graph(0, ctx)
         parts = partition(graph, P, method, seed=self.seed)
         clusters = self._clusters(graph)
-        single = self._single(ctx)
         ranks = launch(rank_workflows, P, graph.to_dict(), parts, self._train_options(),
                        self._minibatch_options(), clusters, self._cluster_options(),
                        timeout_s=self.timeout_s, rendezvous=self.rendezvous or None)
+        single = self._single(ctx)
         scale = max(float(p.abs().max()) for p in single["params"])
         n_params = sum(p.numel() for p in single["params"])
         model = cost_model_bytes(graph, parts, self._dims(graph), self.epochs, n_params)
