@@ -17,6 +17,10 @@ if [[ "${1:-}" == "--prepare" ]]; then
         captum==0.9.0 fair-esm==2.0.0
     # NER (Shen et al. 2018): seqeval and the shipped corpus are sdists: build their wheels here
     python3 -m pip wheel -q --no-deps -w "$VENDOR/wheels" seqeval==1.2.2 hironsancorpus==0.1.2
+    # NMT (Chu & Wang 2018): subwords, BLEU, the Bible reader; django for its .po catalogues
+    python3 -m pip download -q --no-deps --only-binary=:all: -d "$VENDOR/wheels" \
+        sentencepiece==0.2.3 pysword==0.2.8 sacrebleu==2.6.0 portalocker tabulate colorama \
+        lxml django==5.2.19 asgiref sqlparse || echo "note: NMT wheels not fetched" >&2
     # only the TSVs of aaanalysis: a namespace package that theorylab finds via find_spec
     src=$(python3 -c "import importlib.util as u; print(list(u.find_spec('aaanalysis').submodule_search_locations)[0])")
     mkdir -p "$VENDOR/data/aaanalysis/_data/benchmarks"
@@ -55,4 +59,10 @@ if python3 -c "import seqeval, hironsan.corpus, sklearn" 2>/dev/null; then
     python3 benchmarks/bench_ner.py --device cuda --out "$OUTDIR/ner_gpu.json"
 else
     echo "NER check skipped: seqeval / hironsancorpus / scikit-learn missing (--prepare)" >&2
+fi
+# NMT: batched vs one-at-a-time beam search, greedy, training tokens/s on CUDA
+if python3 -c "import sentencepiece, sacrebleu, django" 2>/dev/null; then
+    python3 benchmarks/bench_nmt.py --device cuda --out "$OUTDIR/nmt_gpu.json"
+else
+    echo "NMT check skipped: sentencepiece / sacrebleu / django missing (--prepare)" >&2
 fi
