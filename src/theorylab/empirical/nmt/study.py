@@ -26,7 +26,12 @@ Units ``{"pair", "method", "seed"}``; the methods (:data:`METHODS`):
 * ``ensemble``: the base and the fine-tuned model decoding together (no training).
 
 Every training run is the shared loop (:func:`theorylab.empirical.train.train`): AdamW,
-batches of at most ``max_tokens`` padded tokens of similar length, label smoothing, the dev loss
+batches of similar length with at most ``max_tokens`` padded tokens (``ft_max_tokens`` for the
+continued-training methods and ``id``: more, smaller steps on the small in-domain data), label
+smoothing. Training from scratch runs ``base_epochs`` epochs; ``mixed``, ``ml`` and ``random``
+run ``ft_epochs``; ``ft``, ``bt`` and ``id``, whose data are the in-domain pairs alone, run
+``ft_epochs × oversample``, so that fine-tuning sees every in-domain pair as often as mixed
+fine-tuning does. The dev loss
 (in-domain dev set; out-of-domain for ``ood``) measured after every epoch and the best epoch's
 weights kept. The base model is also averaged over its last ``avg_last`` epoch-end snapshots
 (checkpoint averaging), kept if that lowers its dev loss. Every trained model is an artifact
@@ -69,7 +74,9 @@ class NmtAdaptStudy(Study):
     """The survey's methods on real English→Spanish bitext (defaults: the book's CPU run)."""
 
     name: ClassVar[str] = "nmt-adapt"
-    version: ClassVar[int] = 1
+    # 2: fine-tuning and back-translation run ft_epochs x oversample epochs (as many passes over
+    #    the in-domain pairs as mixed fine-tuning); continued training in batches of ft_max_tokens
+    version: ClassVar[int] = 2
 
     pairs: tuple[str, ...] = ("bible>django", "ot>nt")
     methods: tuple[str, ...] = METHODS
@@ -89,9 +96,10 @@ class NmtAdaptStudy(Study):
     dropout: float = 0.1
     smoothing: float = 0.1
     lr: float = 2e-3
-    max_tokens: int = 3000
+    max_tokens: int = 3000         # batch budget (padded tokens) of training from scratch
+    ft_max_tokens: int = 1000      # ... and of continued training (more steps on small data)
     base_epochs: int = 12
-    ft_epochs: int = 12
+    ft_epochs: int = 6
     avg_last: int = 3
     oversample: int = 4
     n_select: int = 2000
@@ -120,6 +128,7 @@ class NmtAdaptStudy(Study):
         "smoothing": Real(0, 1, hi_open=True),
         "lr": POSITIVE,
         "max_tokens": Int(64, 1_000_000),  # one batch is held in memory
+        "ft_max_tokens": Int(64, 1_000_000),
         "base_epochs": Int(1, 1000),
         "ft_epochs": Int(1, 1000),
         "avg_last": Int(1, 100),
@@ -151,9 +160,10 @@ class NmtAdaptStudy(Study):
         model, fewer epochs, two seeds; the same methods the claims compare and criteria."""
         return self.replace(pairs=("bible>django",),
                             methods=("ood", "ft", "mixed", "ml", "random", "ensemble"),
-                            n_seeds=2, max_words=14, n_test=150, n_dev=60, n_mono=0,
-                            max_ood_train=5000, vocab=800, d_model=64, ff=128, base_epochs=6,
-                            ft_epochs=6, oversample=2, n_select=1500, max_tokens=2500)
+                            n_seeds=2, max_words=12, n_test=150, n_dev=60, n_mono=0,
+                            max_ood_train=4000, vocab=800, d_model=64, ff=128, base_epochs=6,
+                            ft_epochs=6, oversample=2, n_select=800, max_tokens=2500,
+                            ft_max_tokens=500)
 
     def units(self) -> list[dict]:
         return [{"pair": p, "method": m, "seed": s} for p in self.pairs for m in self.methods
@@ -210,7 +220,7 @@ class NmtAdaptStudy(Study):
         return s, t
 
     def _train(self, model, sw, data: tuple[list, list], dev: tuple[list, list], epochs: int,
-               key: tuple, avg: int = 1) -> tuple[dict, dict]:
+               key: tuple, avg: int = 1, max_tokens: int | None = None) -> tuple[dict, dict]:
         from theorylab.empirical.nmt.model import (
             Snapshots,
             average_states,
@@ -224,7 +234,7 @@ class NmtAdaptStudy(Study):
         src, tgt = data
         lens = [max(len(a), len(b)) + 1 for a, b in zip(src, tgt, strict=True)]
         batches = [make_batch([src[i] for i in b], [tgt[i] for i in b])
-                   for b in token_batches(lens, self.max_tokens, rng)]
+                   for b in token_batches(lens, max_tokens or self.max_tokens, rng)]
         dlens = [max(len(a), len(b)) + 1 for a, b in zip(*dev, strict=True)]
         dev_b = [make_batch([dev[0][i] for i in b], [dev[1][i] for i in b])
                  for b in token_batches(dlens, 4 * self.max_tokens, rng)]
@@ -277,8 +287,10 @@ class NmtAdaptStudy(Study):
             train = self._encode(sw, d["ood_train_src"], d["ood_train_tgt"], reverse=True)
             dev = self._encode(sw, d["ood_dev_src"], d["ood_dev_tgt"], reverse=True)
             epochs = self.base_epochs
-        elif method in ("id", "ft"):
-            train, dev = idd, dev_id
+        elif method == "id":
+            train, dev, epochs = idd, dev_id, self.ft_epochs * self.oversample
+        elif method == "ft":
+            train, dev, epochs = idd, dev_id, self.ft_epochs * self.oversample
         elif method == "concat":
             train, dev, epochs = (ood[0] + idd[0], ood[1] + idd[1]), dev_id, self.base_epochs
         elif method == "tags":
@@ -300,7 +312,7 @@ class NmtAdaptStudy(Study):
             synth = beam_search(rev.eval(), mono, beam=self.beam, alpha=self.alpha)
             keep = [i for i, s in enumerate(synth) if s]
             train = (idd[0] + [synth[i] for i in keep], idd[1] + [mono[i] for i in keep])
-            dev = dev_id
+            dev, epochs = dev_id, self.ft_epochs * self.oversample
             extra["n_synthetic"] = len(keep)
         elif method in ("ml", "random"):
             from theorylab.empirical.nmt.selection import moore_lewis_scores, select_lowest
@@ -315,7 +327,8 @@ class NmtAdaptStudy(Study):
             extra["mean_src_tokens"] = float(np.mean([len(ood[0][i]) for i in pick]))
         else:
             raise ConfigError(f"no model is trained for method {method!r}.")
-        state, info = self._train(model, sw, train, dev, epochs, key, avg)
+        state, info = self._train(model, sw, train, dev, epochs, key, avg,
+                                  self.ft_max_tokens if method in (*_FROM_BASE, "id") else None)
         return {"state": state, "info": {**info, **extra}}
 
     # ------------------------------------------------------------------------------- units
@@ -363,8 +376,8 @@ _DATA_FIELDS = ("max_words", "max_ratio", "n_test", "n_dev", "n_mono", "max_ood_
 _SUBWORD_FIELDS = (*_DATA_FIELDS, "vocab")
 #: a model depends on everything but the methods, seeds and decoding settings
 _MODEL_FIELDS = (*_SUBWORD_FIELDS, "d_model", "heads", "layers", "ff", "dropout", "smoothing",
-                 "lr", "max_tokens", "base_epochs", "ft_epochs", "avg_last", "oversample",
-                 "n_select", "device")
+                 "lr", "max_tokens", "ft_max_tokens", "base_epochs", "ft_epochs", "avg_last",
+                 "oversample", "n_select", "device")
 
 
 # ------------------------------------------------------------------------------- long tables
