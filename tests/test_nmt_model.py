@@ -24,6 +24,14 @@ from theorylab.empirical.nmt.model import (
     token_batches,
 )
 from theorylab.empirical.nmt.subwords import BOS, EOS, PAD
+from theorylab.threads import single_thread
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny matrices: torch's thread pool only waits on a loaded machine."""
+    with single_thread():
+        yield
 
 
 def _model(vocab=40, seed=0, dtype=torch.float64, **kw):

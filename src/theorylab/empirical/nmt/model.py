@@ -165,10 +165,13 @@ class Seq2Seq(nn.Module):
         return (self.dec_norm(x) @ self.emb.weight.T)[:, 0]
 
 
-def reorder(state: dict, rows: torch.Tensor) -> dict:
-    """The decoder state of the prefixes ``rows`` (beam search's survivors)."""
-    return {"t": state["t"], "mask": state["mask"][rows],
-            "cross": [(k[rows], v[rows]) for k, v in state["cross"]],
+def reorder(state: dict, rows: torch.Tensor, cross: bool = True) -> dict:
+    """The decoder state of the prefixes ``rows`` (beam search's survivors). ``cross=False``
+    keeps the encoder-side keys and values: right when every row stays within its sentence
+    (the K rows of a sentence share them)."""
+    same = not cross
+    return {"t": state["t"], "mask": state["mask"] if same else state["mask"][rows],
+            "cross": state["cross"] if same else [(k[rows], v[rows]) for k, v in state["cross"]],
             "self": [(k[rows], v[rows]) for k, v in state["self"]]}
 
 
@@ -308,65 +311,69 @@ def beam_search(models, src: Sequence[Sequence[int]], beam: int = 4, alpha: floa
                 return_scores: bool = False):
     """Beam-search translations (token ids, without ``</s>``) of the ``src`` id lists, searched
     ``batch_size`` sentences at a time (see the module docstring); with ``return_scores`` also
-    each output's length-normalised log-probability."""
+    each output's length-normalised log-probability. A sentence that is done leaves the batch
+    (its rows are dropped), so the others' steps get cheaper."""
     models = _as_list(models)
     if beam < 1:
         raise InputError(f"'beam' must be an int >= 1. Got {beam}.")
     dev = next(models[0].parameters()).device
     out: list = [None] * len(src)
     K = beam
+    rank = torch.arange(2 * K, device=dev)
     for lo in range(0, len(src), batch_size):
         chunk = list(range(lo, min(lo + batch_size, len(src))))
         B = len(chunk)
         x = _pad([[*src[i], EOS] for i in chunk]).to(dev)
-        limit = _limits((x != PAD).sum(1) - 1, max_len_a, max_len_b).tolist()
+        limit = _limits((x != PAD).sum(1) - 1, max_len_a, max_len_b)
         states = []
         for m in models:
             mem, pad = m.encode(x)
             states.append(m.start(mem.repeat_interleave(K, 0), pad.repeat_interleave(K, 0)))
         prefix = torch.full((B * K, 1), BOS, dtype=torch.long, device=dev)
-        scores = torch.full((B, K), float("-inf"), device=dev, dtype=torch.float32)
+        scores = torch.full((B, K), float("-inf"), device=dev, dtype=torch.float64)
         scores[:, 0] = 0.0
         finished: list[list[tuple[float, float, list[int]]]] = [[] for _ in range(B)]
-        done = [False] * B
-        rank = torch.arange(2 * K, device=dev)
-        for t in range(max(limit)):
-            lp = _step(models, prefix[:, -1], states).view(B, K, -1)
+        alive = torch.arange(B, device=dev)       # chunk positions of the rows' sentences
+        n_fin = torch.zeros(B, dtype=torch.long, device=dev)
+        t = 0
+        while alive.numel():
+            n = alive.numel()
+            lp = _step(models, prefix[:, -1], states).view(n, K, -1)
             V = lp.shape[-1]
-            cand = (scores[:, :, None] + lp).view(B, K * V)
+            cand = (scores[:, :, None] + lp).view(n, K * V)
             top_s, top_i = cand.topk(2 * K, dim=1)
             src_beam, tok = top_i // V, top_i % V
             is_eos = tok == EOS
             # finish the EOS extensions ranked among the first K
-            for b, j in (is_eos & (rank < K)).nonzero().tolist():
-                if done[b] or not math.isfinite(float(top_s[b, j])):
-                    continue
-                row = b * K + int(src_beam[b, j])
-                toks = prefix[row, 1:].tolist()
-                lp_len = ((5 + len(toks) + 1) / 6) ** alpha
-                finished[b].append((float(top_s[b, j]) / lp_len, float(top_s[b, j]), toks))
+            fin = is_eos & (rank < K) & torch.isfinite(top_s)
+            for r, j in fin.nonzero().tolist():
+                toks = prefix[r * K + int(src_beam[r, j]), 1:].tolist()
+                s = float(top_s[r, j])
+                finished[int(alive[r])].append((s / ((6 + len(toks)) / 6) ** alpha, s, toks))
+            n_fin = n_fin + fin.sum(1)
             # continue with the K best non-EOS extensions (EOS sorted after them, stably)
             keep = torch.sort(is_eos.long() * 2 * K + rank, dim=1).indices[:, :K]
-            new_beam = src_beam.gather(1, keep)
-            new_tok = tok.gather(1, keep)
             scores = top_s.gather(1, keep)
-            rows = (torch.arange(B, device=dev)[:, None] * K + new_beam).view(-1)
-            prefix = torch.cat([prefix[rows], new_tok.view(-1, 1)], 1)
-            states = [reorder(st, rows) for st in states]
-            for b in range(B):
-                if done[b]:
-                    continue
-                if len(finished[b]) >= K:
-                    done[b] = True
-                elif t + 1 >= limit[b]:  # length limit: the open prefixes finish as they are
-                    for k in range(K):
-                        s = float(scores[b, k])
-                        if math.isfinite(s):
-                            toks = prefix[b * K + k, 1:].tolist()
-                            finished[b].append((s / ((5 + len(toks)) / 6) ** alpha, s, toks))
-                    done[b] = True
-            if all(done):
-                break
+            rows = (torch.arange(n, device=dev)[:, None] * K + src_beam.gather(1, keep)).view(-1)
+            prefix = torch.cat([prefix[rows], tok.gather(1, keep).view(-1, 1)], 1)
+            states = [reorder(st, rows, cross=False) for st in states]
+            t += 1
+            # at its length limit a sentence's open prefixes finish as they are
+            at_limit = (n_fin < K) & (t >= limit)
+            for r in at_limit.nonzero()[:, 0].tolist():
+                for k in range(K):
+                    s = float(scores[r, k])
+                    if math.isfinite(s):
+                        toks = prefix[r * K + k, 1:].tolist()
+                        finished[int(alive[r])].append((s / ((5 + len(toks)) / 6) ** alpha, s,
+                                                        toks))
+            done = (n_fin >= K) | (t >= limit)
+            if bool(done.any()):  # drop the done sentences' rows
+                left = (~done).nonzero()[:, 0]
+                rows = (left[:, None] * K + torch.arange(K, device=dev)).view(-1)
+                prefix, scores = prefix[rows], scores[left]
+                states = [reorder(st, rows) for st in states]
+                alive, n_fin, limit = alive[left], n_fin[left], limit[left]
         for r, i in enumerate(chunk):
             best = max(finished[r], key=lambda f: f[0])
             out[i] = (best[2], best[0]) if return_scores else best[2]

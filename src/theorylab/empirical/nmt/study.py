@@ -160,9 +160,9 @@ class NmtAdaptStudy(Study):
         model, fewer epochs, two seeds; the same methods the claims compare and criteria."""
         return self.replace(pairs=("bible>django",),
                             methods=("ood", "ft", "mixed", "ml", "random", "ensemble"),
-                            n_seeds=2, max_words=12, n_test=150, n_dev=60, n_mono=0,
+                            n_seeds=2, max_words=14, n_test=150, n_dev=60, n_mono=0,
                             max_ood_train=4000, vocab=800, d_model=64, ff=128, base_epochs=6,
-                            ft_epochs=6, oversample=2, n_select=800, max_tokens=2500,
+                            ft_epochs=6, oversample=2, n_select=500, max_tokens=2500,
                             ft_max_tokens=500)
 
     def units(self) -> list[dict]:
