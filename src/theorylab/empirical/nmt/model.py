@@ -136,17 +136,21 @@ class Seq2Seq(nn.Module):
         return self.decode(tgt_in, *self.encode(src))
 
     # -- incremental decoding: cached keys and values, one token per call --------------------
-    def start(self, mem: torch.Tensor, mem_pad: torch.Tensor) -> dict:
-        """Decoder state for :meth:`step`: the encoder output's keys and values per layer."""
-        return {"t": 0, "mask": mem_pad[:, None, None, :],
+    def start(self, mem: torch.Tensor, mem_pad: torch.Tensor, group: int = 1) -> dict:
+        """Decoder state for :meth:`step`: the encoder output's keys and values per layer, one
+        set per sentence, shared by the ``group`` consecutive rows (beams) of that sentence."""
+        return {"t": 0, "group": group, "mask": mem_pad[:, None, None, :],
                 "cross": [(layer.cross_att.heads(layer.cross_att.k, mem),
                            layer.cross_att.heads(layer.cross_att.v, mem)) for layer in self.dec],
                 "self": [None] * len(self.dec)}
 
     def step(self, tok: torch.Tensor, state: dict) -> torch.Tensor:
         """Next-token logits (R, V) after appending ``tok`` (R,) to the prefixes in ``state``
-        (updated in place): :meth:`decode`'s last position, computed from the cache."""
-        t = state["t"]
+        (updated in place): :meth:`decode`'s last position, computed from the cache. The
+        ``group`` rows of a sentence attend to its encoder output as ``group`` queries of one
+        product (not ``group`` copies of the keys)."""
+        t, g = state["t"], state["group"]
+        R = tok.shape[0]
         x = self.emb(tok[:, None]) * math.sqrt(self.d) + self.pe[t:t + 1]
         none = torch.zeros(1, 1, 1, 1, dtype=torch.bool, device=x.device)
         for i, layer in enumerate(self.dec):
@@ -159,19 +163,21 @@ class Seq2Seq(nn.Module):
             state["self"][i] = (k, v)
             x = x + a.attend(a.heads(a.q, h), k, v, none)
             c = layer.cross_att
-            x = x + c.attend(c.heads(c.q, layer.norms[1](x)), *state["cross"][i], state["mask"])
+            q = c.q(layer.norms[1](x)).view(R // g, g, c.h, c.dk).transpose(1, 2)
+            x = x + c.attend(q, *state["cross"][i], state["mask"]).reshape(R, 1, self.d)
             x = x + layer.ff(layer.norms[2](x))
         state["t"] = t + 1
         return (self.dec_norm(x) @ self.emb.weight.T)[:, 0]
 
 
-def reorder(state: dict, rows: torch.Tensor, cross: bool = True) -> dict:
-    """The decoder state of the prefixes ``rows`` (beam search's survivors). ``cross=False``
-    keeps the encoder-side keys and values: right when every row stays within its sentence
-    (the K rows of a sentence share them)."""
-    same = not cross
-    return {"t": state["t"], "mask": state["mask"] if same else state["mask"][rows],
-            "cross": state["cross"] if same else [(k[rows], v[rows]) for k, v in state["cross"]],
+def reorder(state: dict, rows: torch.Tensor, sentences: torch.Tensor | None = None) -> dict:
+    """The decoder state of the prefixes ``rows`` (beam search's survivors); the encoder side
+    is kept, or taken for ``sentences`` when some leave (rows stay within their sentence)."""
+    keep = sentences is None
+    return {"t": state["t"], "group": state["group"],
+            "mask": state["mask"] if keep else state["mask"][sentences],
+            "cross": state["cross"] if keep else [(k[sentences], v[sentences])
+                                                   for k, v in state["cross"]],
             "self": [(k[rows], v[rows]) for k, v in state["self"]]}
 
 
@@ -325,10 +331,7 @@ def beam_search(models, src: Sequence[Sequence[int]], beam: int = 4, alpha: floa
         B = len(chunk)
         x = _pad([[*src[i], EOS] for i in chunk]).to(dev)
         limit = _limits((x != PAD).sum(1) - 1, max_len_a, max_len_b)
-        states = []
-        for m in models:
-            mem, pad = m.encode(x)
-            states.append(m.start(mem.repeat_interleave(K, 0), pad.repeat_interleave(K, 0)))
+        states = [m.start(*m.encode(x), group=K) for m in models]
         prefix = torch.full((B * K, 1), BOS, dtype=torch.long, device=dev)
         scores = torch.full((B, K), float("-inf"), device=dev, dtype=torch.float64)
         scores[:, 0] = 0.0
@@ -356,7 +359,7 @@ def beam_search(models, src: Sequence[Sequence[int]], beam: int = 4, alpha: floa
             scores = top_s.gather(1, keep)
             rows = (torch.arange(n, device=dev)[:, None] * K + src_beam.gather(1, keep)).view(-1)
             prefix = torch.cat([prefix[rows], tok.gather(1, keep).view(-1, 1)], 1)
-            states = [reorder(st, rows, cross=False) for st in states]
+            states = [reorder(st, rows) for st in states]
             t += 1
             # at its length limit a sentence's open prefixes finish as they are
             at_limit = (n_fin < K) & (t >= limit)
@@ -372,7 +375,7 @@ def beam_search(models, src: Sequence[Sequence[int]], beam: int = 4, alpha: floa
                 left = (~done).nonzero()[:, 0]
                 rows = (left[:, None] * K + torch.arange(K, device=dev)).view(-1)
                 prefix, scores = prefix[rows], scores[left]
-                states = [reorder(st, rows) for st in states]
+                states = [reorder(st, rows, left) for st in states]
                 alive, n_fin, limit = alive[left], n_fin[left], limit[left]
         for r, i in enumerate(chunk):
             best = max(finished[r], key=lambda f: f[0])
