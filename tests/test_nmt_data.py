@@ -252,8 +252,31 @@ def test_cli_bad_bitext_exits_non_zero_writes_nothing(tmp_path):
     r = subprocess.run([sys.executable, "-m", "theorylab.cli", "run", "nmt-adapt", "--quick",
                         "--store", str(store), "--set",
                         f'pairs=["{tmp_path}/a.en,{tmp_path}/a.es>django"]'],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, timeout=300)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode != 0 and len(lines) == 1, r.stderr
     assert f"{tmp_path / 'a.en'}:3:" in lines[0] and "not line-aligned" in lines[0]
     assert not store.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["a.en", "a.es"]
+
+
+@needs_bible
+def test_cli_corrupt_sword_copy_exits_non_zero_writes_nothing(tmp_path):
+    folder = _copy_module(tmp_path, "engKJV2006eb")
+    _copy_module(tmp_path / "es", "spaRV1909eb")  # a second root: move it beside the first
+    es_conf = next((tmp_path / "es" / "sword" / "mods.d").glob("*.conf"))
+    shutil.copy(es_conf, tmp_path / "sword" / "mods.d")
+    shutil.copytree(tmp_path / "es" / "sword" / "modules" / "texts" / "ztext" / "spaRV1909eb",
+                    tmp_path / "sword" / "modules" / "texts" / "ztext" / "spaRV1909eb")
+    text = folder / "ot.bzz"
+    raw = bytearray(text.read_bytes())
+    raw[len(raw) // 2: len(raw) // 2 + 64] = b"\0" * 64  # inside a block that verses use
+    text.write_bytes(bytes(raw))
+    store = tmp_path / "s.sqlite"
+    r = subprocess.run([sys.executable, "-m", "theorylab.cli", "run", "nmt-adapt", "--quick",
+                        "--store", str(store), "--set",
+                        f'pairs=["bible@{tmp_path / "sword"}>django"]'],
+                       capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode != 0 and len(lines) == 1, r.stderr
+    assert lines[0].startswith(f"error: {text}: corrupt SWORD module"), lines[0]
+    assert not store.exists()

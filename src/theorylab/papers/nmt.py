@@ -125,8 +125,8 @@ def _(ctx: Context) -> Verdict:
        statement="continued training on out-of-domain pairs chosen by Moore-Lewis "
                  "cross-entropy difference gives higher in-domain BLEU than on a random "
                  "selection of the same size, as measured (report-only: registered must-hold, "
-                 "it failed under two quick forms, both near 0 BLEU — the Bible holds no UI "
-                 "strings to select — and the survey gives no number)")
+                 "it failed under the first two quick forms, near 0 BLEU both — the Bible "
+                 "holds no UI strings to select — and the survey gives no number)")
 def _(ctx: Context) -> Verdict:
     return compare(ctx, "random", "ml", "id", "nmt.selection.moore_lewis_beats_random")
 

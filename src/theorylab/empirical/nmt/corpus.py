@@ -5,7 +5,9 @@ A *corpus spec* names English→Spanish parallel text:
 * ``"bible"``, ``"ot"``, ``"nt"``: the King James Version (SWORD ``engKJV2006eb``) and the
   Reina-Valera 1909 (``spaRV1909eb``), verses aligned by book/chapter/verse
   (:func:`~theorylab.empirical.data.bitext.align`); the whole Bible, the Old or the New
-  Testament (Debian ``sword-text-kjv`` and ``sword-text-sparv``);
+  Testament (Debian ``sword-text-kjv`` and ``sword-text-sparv``); ``"bible@DIR"`` (and
+  ``ot@DIR``, ``nt@DIR``) reads those modules from the SWORD folder DIR instead (a user's
+  copy: read, and checked, when the study is configured);
 * ``"django"``: Django's Spanish UI catalogues (``django/conf/locale/es`` and every
   ``django/contrib/*/locale/es`` ``django.po``, their union), the installed ``django`` package;
 * a path: ``*.tsv`` (``source<TAB>target``), ``*.po``, or ``SRC,TGT`` (two Moses files).
@@ -81,6 +83,11 @@ def _bible(root: str) -> tuple[Pair, ...]:
 
 def load_corpus(spec: str, root: str = SWORD_ROOT) -> list[Pair]:
     """The pairs a corpus spec names (see the module docstring)."""
+    name, at, folder = spec.partition("@")
+    if at and name in ("bible", "ot", "nt"):
+        if not Path(folder).is_dir():
+            raise ConfigError(f"SWORD folder {folder!r} of corpus {spec!r} does not exist.")
+        spec, root = name, folder
     if spec in ("bible", "ot", "nt"):
         pairs = list(_bible(root))
         first_nt = next(i for i, p in enumerate(pairs) if p.key.startswith(_NT_FIRST + "."))

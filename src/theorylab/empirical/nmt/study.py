@@ -156,8 +156,11 @@ class NmtAdaptStudy(Study):
                     load_corpus(spec)  # a user's file is read now: a bad one fails before any unit
 
     def quick(self) -> NmtAdaptStudy:
-        """CI form: the strong shift only (Bible → Django UI strings), short sentences, a tiny
-        model, fewer epochs, two seeds; the same methods the claims compare and criteria."""
+        """CI form: the strong shift only (Bible → Django UI strings), verses of at most 14
+        words (3,872 Bible training pairs), a width-64 model, 6 epochs (fine-tuning 12), 500
+        selected pairs, two seeds; the methods the claims compare, the same criteria. The
+        earlier quick forms' verdicts are recorded in
+        :data:`theorylab.papers.nmt.EARLIER_QUICK`."""
         return self.replace(pairs=("bible>django",),
                             methods=("ood", "ft", "mixed", "ml", "random", "ensemble"),
                             n_seeds=2, max_words=14, n_test=150, n_dev=60, n_mono=0,
