@@ -24,7 +24,6 @@ import numpy as np
 from theorylab.claims import Context, Verdict, claim
 from theorylab.criteria import CIAbove, Equality
 from theorylab.plotting import figure, legend_below, savefig, style
-from theorylab.stats import mean_ci
 from theorylab.threads import single_thread
 
 if TYPE_CHECKING:
@@ -235,26 +234,24 @@ def gain_forgetting(table: pd.DataFrame) -> pd.DataFrame:
 
 @figure("nmt-gain-forgetting", paper=PAPER)
 def gain_forgetting_figure(ctx: Context):
-    """In-domain BLEU gain vs out-of-domain forgetting per method (mean and 95 % CI over
-    seeds, against each seed's out-of-domain model), one panel per domain pair."""
+    """In-domain BLEU gain vs out-of-domain forgetting per method (large marker: the mean over
+    seeds; small markers: each seed, against its own seed's out-of-domain model), one panel per
+    domain pair."""
     import matplotlib.pyplot as plt
     gf = gain_forgetting(ctx.load(_study(ctx)))
     pairs = list(dict.fromkeys(gf.pair))
     with style():
-        fig, axes = plt.subplots(1, len(pairs), figsize=(6.5 * len(pairs), 5), squeeze=False)
+        fig, axes = plt.subplots(1, len(pairs), figsize=(7.5 * len(pairs), 5.5), squeeze=False)
         for ax, pair in zip(axes[0], pairs, strict=True):
             g = gf[gf.pair == pair]
             for k, (m, gm) in enumerate(g.groupby("method", sort=False)):
-                (fx, (fl, fh)), (gy, (gl, gh)) = mean_ci(gm.forgetting), mean_ci(gm.gain)
-                if len(gm) < 2:
-                    fl = fh = fx
-                    gl = gh = gy
-                ax.errorbar(fx, gy, xerr=[[fx - fl], [fh - fx]], yerr=[[gy - gl], [gh - gy]],
-                            fmt="o", color=f"C{k}", capsize=3, label=_LABELS.get(m, m))
+                ax.plot(gm.forgetting, gm.gain, ".", color=f"C{k}", alpha=0.5)
+                ax.plot(gm.forgetting.mean(), gm.gain.mean(), "o", ms=9, color=f"C{k}",
+                        label=_LABELS.get(m, m))
             ax.axhline(0, color="0.6", lw=0.8)
             ax.axvline(0, color="0.6", lw=0.8)
             ood, ind = pair.split(">")
             ax.set(title=f"{ood} → {ind}", xlabel="out-of-domain forgetting (BLEU points)",
                    ylabel="in-domain gain (BLEU points)")
-        legend_below(fig, list(axes[0]), ncol=4)
+        legend_below(fig, list(axes[0]), ncol=3)
         return savefig(fig, ctx.figdir / "nmt-gain-forgetting")
