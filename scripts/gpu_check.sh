@@ -24,6 +24,10 @@ if [[ "${1:-}" == "--prepare" ]]; then
         python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$py" \
             -d "$VENDOR/wheels-gnn" pymetis==2025.2.2
     done
+    # NMT (Chu & Wang 2018): subwords, BLEU, the Bible reader; django for its .po catalogues
+    python3 -m pip download -q --no-deps --only-binary=:all: -d "$VENDOR/wheels" \
+        sentencepiece==0.2.3 pysword==0.2.8 sacrebleu==2.6.0 portalocker tabulate colorama \
+        lxml django==5.2.19 asgiref sqlparse || echo "note: NMT wheels not fetched" >&2
     # only the TSVs of aaanalysis: a namespace package that theorylab finds via find_spec
     src=$(python3 -c "import importlib.util as u; print(list(u.find_spec('aaanalysis').submodule_search_locations)[0])")
     mkdir -p "$VENDOR/data/aaanalysis/_data/benchmarks"
@@ -74,4 +78,10 @@ if python3 -c "import pymetis" 2>/dev/null; then
     python3 benchmarks/bench_gnn.py --device auto --worlds 1,2 --out "$OUTDIR/gnn_gpu.json"
 else
     echo "GNN check skipped: pymetis missing (--prepare)" >&2
+fi
+# NMT: batched vs one-at-a-time beam search, greedy, training tokens/s on CUDA
+if python3 -c "import sentencepiece, sacrebleu, django" 2>/dev/null; then
+    python3 benchmarks/bench_nmt.py --device cuda --out "$OUTDIR/nmt_gpu.json"
+else
+    echo "NMT check skipped: sentencepiece / sacrebleu / django missing (--prepare)" >&2
 fi

@@ -35,7 +35,7 @@ from theorylab.validation import check_choice
 
 __all__ = ["SCHEMES", "FORMATS", "Sentence", "read_tagged", "read_conll", "read_file",
            "to_spans", "from_spans", "convert", "check_tags", "infer_scheme", "hironsan_path",
-           "load_hironsan", "write_tagged"]
+           "load_hironsan", "write_tagged", "read_utf8"]
 
 SCHEMES = ("iob1", "iob2", "iobes")
 #: ``--format`` values: "conll" = CoNLL-2003 columns (IOB1, tag column 3); the others name the
@@ -181,7 +181,10 @@ def infer_scheme(sentences: Sequence[Sentence], path: object = None) -> str:
     return "iob2" if style == "iob2-or-iobes" else style
 
 
-def _decode(path: Path) -> str:
+def read_utf8(path: str | Path) -> str:
+    """The text of ``path`` (a leading BOM dropped); bytes that are not UTF-8 are a one-line
+    :class:`~theorylab.errors.DataFormatError` naming the file and line."""
+    path = Path(path)
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
@@ -218,7 +221,7 @@ def read_tagged(path: str | Path, scheme: str = "auto", token_column: int = 0,
             sentences.append(Sentence(tuple(toks), tuple(tags), tuple(lines)))
             toks.clear(), tags.clear(), lines.clear()
 
-    for no, line in enumerate(_decode(path).splitlines(), start=1):
+    for no, line in enumerate(read_utf8(path).splitlines(), start=1):
         if not line.strip():
             flush()
             continue
