@@ -117,3 +117,11 @@ def test_collisions_kernel_matches_array_twin(seed):
     s = _random_state(np.random.default_rng(seed), N=12)
     s = s._replace(x=s.x / 4)          # crowded: overlaps happen
     np.testing.assert_array_equal(S.collisions(s), S.collisions_reference(s))
+
+
+def test_initial_scenes_are_make_road_scenes():
+    got = R.initial_scenes("highway", [2, 7], 3, 10)
+    for seed, scene in zip((2, 7), got, strict=True):
+        want = R.scene_of(R.make_road("highway", seed, 3, 10).road)
+        for k in R.SCENE_KEYS:
+            np.testing.assert_array_equal(scene[k], want[k])

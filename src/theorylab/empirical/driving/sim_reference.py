@@ -28,7 +28,7 @@ import numpy as np
 from theorylab.errors import ConfigError, DataFormatError
 
 __all__ = ["SCENARIOS", "SIM_HZ", "SCENE_KEYS", "DATASET_KEYS", "check_scenario", "make_road",
-           "scene_of", "set_scene", "rollout", "record_episode", "save_dataset", "load_dataset",
+           "initial_scenes", "scene_of", "set_scene", "rollout", "record_episode", "save_dataset", "load_dataset",
            "env_steps"]
 
 #: scenario name → highway-env id. The batched simulator covers ``highway`` (straight lanes).
@@ -69,6 +69,25 @@ def make_road(scenario: str, seed: int, lanes: int = 3, vehicles: int = 20):
     return env
 
 
+def initial_scenes(scenario: str, seeds, lanes: int = 3, vehicles: int = 20) -> list[dict]:
+    """The initial scene of :func:`make_road` for each seed (one env, reset per seed)."""
+    from highway_env.vehicle.behavior import IDMVehicle
+    env = _env(scenario, lanes, vehicles)
+    out = []
+    for seed in seeds:
+        env.reset(seed=int(seed))
+        ego = env.controlled_vehicles[0]
+        scene = scene_of(env.road)
+        i = env.road.vehicles.index(ego)
+        expert = IDMVehicle.create_from(ego)
+        for k, v in (("target_speed", expert.target_speed), ("timer", expert.timer),
+                     ("delta", expert.DELTA), ("target_lane", expert.target_lane_index[2])):
+            scene[k][i] = v
+        order = [i] + [j for j in range(len(scene["x"])) if j != i]
+        out.append({k: v[order] for k, v in scene.items()})
+    return out
+
+
 def scene_of(road) -> dict[str, np.ndarray]:
     """The state of every vehicle of ``road`` (ego first) as arrays (see module docstring)."""
     vs = road.vehicles
@@ -76,7 +95,8 @@ def scene_of(road) -> dict[str, np.ndarray]:
             "heading": np.array([v.heading for v in vs]), "speed": np.array([v.speed for v in vs]),
             "target_speed": np.array([v.target_speed for v in vs]),
             "target_lane": np.array([v.target_lane_index[2] for v in vs]),
-            "timer": np.array([v.timer for v in vs]), "delta": np.array([v.DELTA for v in vs]),
+            "timer": np.array([getattr(v, "timer", 0.0) for v in vs]),
+            "delta": np.array([getattr(v, "DELTA", 4.0) for v in vs]),
             "crashed": np.array([v.crashed for v in vs])}
 
 
