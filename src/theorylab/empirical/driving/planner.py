@@ -31,7 +31,8 @@ from theorylab.empirical.driving import serialise as T
 from theorylab.empirical.lm import TinyLM
 
 __all__ = ["SENSE_M", "HORIZONS", "scene_features", "expert_pairs", "cv_plan", "MLPPlanner",
-           "LMPlanner", "prompt_batch", "lm_loss", "decode", "l2_at", "waypoint_control"]
+           "LMPlanner", "prompt_batch", "lm_loss", "decode", "l2_at", "waypoint_control",
+           "steering_to", "closed_loop", "lm_plan", "mlp_plan", "sequences", "PROMPT_LEN"]
 
 SENSE_M = 99.0              # neighbours farther than this are "none" (fits the ±99.9 numbers)
 HORIZONS = (1.0, 2.0, 3.0)  # waypoint times (s)
@@ -152,10 +153,44 @@ def lm_loss(model: TinyLM, batch) -> torch.Tensor:
                                        seq[:, PROMPT_LEN:].reshape(-1))
 
 
+class _Cache:
+    """Keys and values per layer of the tokens so far (incremental decoding of a TinyLM)."""
+
+    def __init__(self, n_layers: int):
+        self.k = [None] * n_layers
+        self.v = [None] * n_layers
+
+
+def _forward_cached(model: TinyLM, tokens: torch.Tensor, cache: _Cache, start: int
+                    ) -> torch.Tensor:
+    """Logits of ``tokens`` (B, T) at positions start.. given the cached earlier positions: the
+    same arithmetic as ``model(all tokens)`` (pre-norm blocks, causal attention, tied head),
+    each earlier token's keys and values computed once."""
+    T = tokens.shape[1]
+    pos = torch.arange(start, start + T)
+    h = model.tok(tokens) + model.pos(pos)[None]
+    for i, layer in enumerate(model.blocks.layers):
+        att = layer.self_attn
+        x = layer.norm1(h)
+        q, k, v = nn.functional.linear(x, att.in_proj_weight, att.in_proj_bias).chunk(3, -1)
+        B, nh = x.shape[0], att.num_heads
+        q, k, v = (t.view(B, T, nh, -1).transpose(1, 2) for t in (q, k, v))
+        if cache.k[i] is not None:
+            k, v = torch.cat([cache.k[i], k], 2), torch.cat([cache.v[i], v], 2)
+        cache.k[i], cache.v[i] = k, v
+        y = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=start == 0 and T > 1)
+        h = h + att.out_proj(y.transpose(1, 2).reshape(B, T, -1))
+        h = h + layer.linear2(layer.activation(layer.linear1(layer.norm2(h))))
+    return model.head(model.norm(h))
+
+
 @torch.no_grad()
-def decode(model: TinyLM, prompts: torch.Tensor, batch: int = 512) -> torch.Tensor:
+def decode(model: TinyLM, prompts: torch.Tensor, batch: int = 512,
+           cached: bool = True) -> torch.Tensor:
     """Greedy decoding under the plan grammar → plan tokens (n, plan length); every row parses
-    (:func:`~.serialise.parse_plan`). Forced positions (a single allowed token) skip the model."""
+    (:func:`~.serialise.parse_plan`). Forced positions (a single allowed token) take no model
+    call for their choice. ``cached``: incremental decoding with keys and values kept
+    (:func:`_forward_cached`); otherwise the whole sequence is re-run at every position."""
     model.eval()
     grammar = T.plan_grammar()
     masks = []
@@ -166,13 +201,18 @@ def decode(model: TinyLM, prompts: torch.Tensor, batch: int = 512) -> torch.Tens
     outs = []
     for i in range(0, len(prompts), batch):
         seq = prompts[i:i + batch]
-        for allowed, m in zip(grammar, masks, strict=True):
+        cache = _Cache(len(model.blocks.layers))
+        if cached:
+            last = _forward_cached(model, seq, cache, 0)[:, -1]
+        for j, (allowed, m) in enumerate(zip(grammar, masks, strict=True)):
             if len(allowed) == 1:
                 nxt = torch.full((len(seq), 1), int(allowed[0]), dtype=torch.long)
             else:
-                logits = model(seq)[:, -1].float() + m.to(seq.device)
-                nxt = logits.argmax(-1, keepdim=True)
+                logits = last if cached else model(seq)[:, -1]
+                nxt = (logits.float() + m.to(seq.device)).argmax(-1, keepdim=True)
             seq = torch.cat([seq, nxt], 1)
+            if cached and j < len(grammar) - 1:
+                last = _forward_cached(model, nxt, cache, seq.shape[1] - 1)[:, -1]
         outs.append(seq[:, prompts.shape[1]:])
     return torch.cat(outs)
 
@@ -213,3 +253,35 @@ def steering_to(s: S.State, lane: np.ndarray) -> np.ndarray:
     rate = S.KP_HEADING * S._wrap(heading_ref - s.heading[:, 0])
     slip = np.arcsin(np.clip(S.LENGTH / 2 / v_nz * rate, -1, 1))
     return np.clip(np.arctan(2 * np.tan(slip)), -S.MAX_STEERING, S.MAX_STEERING)
+
+
+def closed_loop(s: S.State, plan_fn, seconds: float, every: int = 5, hz: int = 15):
+    """Run the scenes with the ego (vehicle 0) driven by ``plan_fn`` (features (B, F) → plan
+    (B, K, 2)), replanning once a second; ``plan_fn=None`` leaves the ego to the expert.
+
+    Returns (trajectories (T', B, N) every ``every`` steps, planning CPU seconds, decisions)."""
+    import time
+    keys = ("x", "y", "heading", "speed", "crashed")
+    out = {k: [getattr(s, k).copy()] for k in keys}
+    acc_e = lane_e = None
+    cpu, decisions = 0.0, 0
+    for k in range(int(round(seconds * hz))):
+        target, timer, steer, acc = S.decide(s)
+        if plan_fn is not None:
+            if k % hz == 0:
+                t0 = time.process_time()
+                f = scene_features(s.x, s.y, s.heading, s.speed, s.present, s.lanes)
+                acc_e, lane_e = waypoint_control(s, plan_fn(f), 1 / hz)
+                cpu += time.process_time() - t0
+                decisions += len(f)
+            steer, acc = steer.copy(), acc.copy()
+            steer[:, 0], acc[:, 0] = steering_to(s, lane_e), acc_e
+            target = target.copy()
+            target[:, 0] = np.where(s.crashed[:, 0], target[:, 0], lane_e)
+        s = s._replace(target_lane=target, timer=timer)
+        s = S.integrate(s, steer, acc, 1 / hz)
+        s = s._replace(crashed=s.crashed | S.collisions(s))
+        if (k + 1) % every == 0:
+            for key in keys:
+                out[key].append(getattr(s, key).copy())
+    return {k: np.stack(v) for k, v in out.items()}, cpu, decisions
