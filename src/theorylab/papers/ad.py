@@ -181,8 +181,10 @@ def closed_loop_figure(ctx: Context):
         fig = plt.figure(figsize=(7.5, 2.0 * len(models) + 2.4), layout="constrained")
         gs = fig.add_gridspec(len(models) + 1, 1, height_ratios=[1] * len(models) + [1.3])
         x0 = tr[(tr.vehicle == 0) & (tr.step == 0)].x.iloc[0]
+        first = None
         for i, m in enumerate(models):
-            ax = fig.add_subplot(gs[i])
+            ax = fig.add_subplot(gs[i], sharex=first)
+            first = first or ax
             g = tr[tr.model == m]
             for v, h in g.groupby("vehicle"):
                 ego = v == 0
@@ -196,6 +198,8 @@ def closed_loop_figure(ctx: Context):
             ax.set_title(f"{LABELS[m]}: scene 0, 20 s (× = collision)")
             if i == len(models) - 1:
                 ax.set_xlabel("x from the ego's start (m)")
+            else:
+                ax.tick_params(labelbottom=False)
         ax = fig.add_subplot(gs[-1])
         ax.axis("off")
         rates = _rates(c)
@@ -207,13 +211,15 @@ def closed_loop_figure(ctx: Context):
                 cells = [f"{l2.loc[h]:.2f}" for h in (1.0, 2.0, 3.0)]
             r = rates[m]
             rows.append([LABELS[m], *cells, f"{100 * r['rate']:.1f} %", f"{r['progress_m']:.0f}"])
-        rows.append(["GPT-Driver (nuScenes, reported)", f"avg {GPT_DRIVER['l2_avg_m']}", "", "",
-                     f"{GPT_DRIVER['collision_avg_pct']} % (open loop)", "—"])
+        rows.append(["GPT-Driver, nuScenes*", f"avg {GPT_DRIVER['l2_avg_m']}", "", "",
+                     f"{GPT_DRIVER['collision_avg_pct']} %*", "—"])
         t = ax.table(cellText=rows, colLabels=["planner", "L2 1 s (m)", "L2 2 s (m)",
                                                "L2 3 s (m)", "collisions", "progress (m)"],
-                     loc="center", cellLoc="center")
+                     loc="center", cellLoc="center",
+                     colWidths=[0.3, 0.13, 0.13, 0.13, 0.15, 0.16])
         t.auto_set_font_size(False)
         t.set_fontsize(10)
         t.scale(1, 1.4)
-        ax.set_title("open-loop L2 (test pairs) and closed loop (mean over seeds)")
+        ax.set_title("open-loop L2 (test pairs), closed loop (mean over seeds)\n"
+                     "* reported by Mao et al. 2023 on nuScenes, open loop: other data")
         return savefig(fig, ctx.figdir / "ad-closed-loop")
