@@ -56,3 +56,9 @@ if python3 -c "import seqeval, hironsan.corpus, sklearn" 2>/dev/null; then
 else
     echo "NER check skipped: seqeval / hironsancorpus / scikit-learn missing (--prepare)" >&2
 fi
+# Driving (Gao et al. survey): LM planner training throughput and constrained decoding on CUDA
+if python3 -c "import numba" 2>/dev/null; then
+    python3 benchmarks/bench_ad.py --device cuda --planner-only --out "$OUTDIR/ad_gpu.json"
+else
+    echo "driving check skipped: numba missing" >&2
+fi
