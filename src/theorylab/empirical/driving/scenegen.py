@@ -57,40 +57,44 @@ def attributes(x: np.ndarray, y: np.ndarray, speed: np.ndarray, target_speed: np
                      np.take_along_axis(target_speed, order, 1)], -1).astype(float)
 
 
-def _context(a: np.ndarray, lanes: int) -> np.ndarray:
-    """Contexts (B, N, C) of vehicles 0..N−1 from attributes (B, N, 4) (teacher forcing)."""
-    B, N, _ = a.shape
-    C = lanes + 3 + 2 * lanes
-    ctx = np.zeros((B, N, C))
-    since = np.full((B, lanes), _NONE_DIST)
-    last_v = np.zeros((B, lanes))
-    for k in range(N):
-        if k > 0:
-            prev = a[:, k - 1]
-            since = np.minimum(since + prev[:, 1:2], _NONE_DIST) if k > 1 else since
-            li = prev[:, 0].astype(int)
-            since[np.arange(B), li] = 0.0
-            last_v[np.arange(B), li] = prev[:, 2]
-            ctx[:, k, li] = 1.0
-            ctx[:, k, lanes:lanes + 2] = prev[:, 2:4] / 30.0
-        ctx[:, k, lanes + 2] = k / N
-        ctx[:, k, lanes + 3:2 * lanes + 3] = since / 100.0
-        ctx[:, k, 2 * lanes + 3:] = last_v / 30.0
-    return ctx
+def _advance(since, last_v, prev, k):
+    """Update the per-lane summaries (distance back to each lane's last vehicle, its speed)
+    when moving on to vehicle k, ``prev`` the attributes (B, 4) of vehicle k − 1."""
+    if k > 1:
+        since = np.minimum(since + prev[:, 1:2], _NONE_DIST)
+    if k > 0:
+        since, last_v = since.copy(), last_v.copy()
+        rows, li = np.arange(len(prev)), prev[:, 0].astype(int)
+        since[rows, li] = 0.0
+        last_v[rows, li] = prev[:, 2]
+    return since, last_v
 
 
 def _step_context(since, last_v, prev, k, lanes, n):
-    """The context of vehicle k given the running per-lane summaries (sampling)."""
+    """The context of vehicle k of n: the previous vehicle's lane (one-hot), speed and target
+    speed (/30), k/n, and per lane the distance back (/100) and speed (/30) of its last vehicle."""
     B = len(since)
     c = np.zeros((B, lanes + 3 + 2 * lanes))
     if k > 0:
-        li = prev[:, 0].astype(int)
-        c[np.arange(B), li] = 1.0
+        c[np.arange(B), prev[:, 0].astype(int)] = 1.0
         c[:, lanes:lanes + 2] = prev[:, 2:4] / 30.0
     c[:, lanes + 2] = k / n
     c[:, lanes + 3:2 * lanes + 3] = since / 100.0
     c[:, 2 * lanes + 3:] = last_v / 30.0
     return c
+
+
+def _context(a: np.ndarray, lanes: int) -> np.ndarray:
+    """Contexts (B, N, C) of vehicles 0..N−1 of scenes ``a`` (B, N, 4) (teacher forcing): the
+    same running summaries as :func:`sample` builds."""
+    B, N, _ = a.shape
+    since, last_v = np.full((B, lanes), _NONE_DIST), np.zeros((B, lanes))
+    out = []
+    for k in range(N):
+        prev = a[:, k - 1] if k > 0 else None
+        since, last_v = _advance(since, last_v, prev, k)
+        out.append(_step_context(since, last_v, prev, k, lanes, N))
+    return np.stack(out, 1)
 
 
 class SceneGenerator(nn.Module):
@@ -165,12 +169,7 @@ def sample(model: SceneGenerator, n_scenes: int, n_vehicles: int,
     out = np.zeros((B, n_vehicles, 4))
     prev = None
     for k in range(n_vehicles):
-        if k > 1:
-            since = np.minimum(since + prev[:, 1:2], _NONE_DIST)
-        if k > 0:
-            li = prev[:, 0].astype(int)
-            since[np.arange(B), li] = 0.0
-            last_v[np.arange(B), li] = prev[:, 2]
+        since, last_v = _advance(since, last_v, prev, k)
         ctx = torch.tensor(_step_context(since, last_v, prev, k, lanes, n_vehicles), dtype=torch.float32)
         logits = model.lane_head(ctx)
         lane = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)[:, 0]
