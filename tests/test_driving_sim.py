@@ -125,3 +125,20 @@ def test_initial_scenes_are_make_road_scenes():
         want = R.scene_of(R.make_road("highway", seed, 3, 10).road)
         for k in R.SCENE_KEYS:
             np.testing.assert_array_equal(scene[k], want[k])
+
+
+def test_recorded_highway_env_dataset_equals_batched_pairs(tmp_path):
+    """Pairs recorded from highway-env episodes equal the pairs the study makes from the batched
+    simulator on the same scenes (the simulators agree), and load back as a data set."""
+    from theorylab.empirical.driving.planner import expert_pairs
+    d = R.load_dataset(R.record_dataset(tmp_path / "rec.npz", [3, 4], 5, 3, 8))
+    s = S.from_scenes(R.initial_scenes("highway", [3, 4], 3, 8), 3)
+    _, tr = S.simulate(s, 5 * R.SIM_HZ, every=R.SIM_HZ)
+    want = expert_pairs(tr, s.present, 3)
+    assert len(d["features"]) == 2 * 3          # t = 0, 1, 2 s have 3 s of future in 5 s
+    order = np.lexsort((want["speed"],))     # the two tables order pairs differently
+    got = np.lexsort((d["speed"],))
+    np.testing.assert_allclose(d["future"][got], want["future"][order], atol=1e-9)
+    np.testing.assert_allclose(d["features"][got], want["features"][order], atol=1e-9)
+    with pytest.raises(ConfigError, match="'seconds' of record_dataset must be > 3"):
+        R.record_dataset(tmp_path / "x.npz", [1], 3)

@@ -28,7 +28,7 @@ import numpy as np
 from theorylab.errors import ConfigError, DataFormatError
 
 __all__ = ["SCENARIOS", "SIM_HZ", "SCENE_KEYS", "DATASET_KEYS", "check_scenario", "make_road",
-           "initial_scenes", "scene_of", "set_scene", "rollout", "record_episode", "save_dataset", "load_dataset",
+           "initial_scenes", "scene_of", "set_scene", "rollout", "record_episode", "record_dataset", "save_dataset", "load_dataset",
            "env_steps"]
 
 #: scenario name → highway-env id. The batched simulator covers ``highway`` (straight lanes).
@@ -156,6 +156,24 @@ def record_episode(scenario: str, seed: int, seconds: float, lanes: int = 3,
     traj = rollout(env, seconds)
     return {**{f"scene.{k}": v for k, v in scene.items()},
             **{f"traj.{k}": v for k, v in traj.items()}}
+
+
+def record_dataset(path, seeds, seconds: int, lanes: int = 3, vehicles: int = 20) -> Path:
+    """Record one highway-env ``highway`` episode per seed and save its (scene, ego future)
+    pairs at every whole second (:func:`.planner.expert_pairs`) as a data set for
+    ``DrivingStudy(data=path)``."""
+    from theorylab.empirical.driving.planner import expert_pairs
+    if not seconds > 3:
+        raise ConfigError(f"'seconds' of record_dataset must be > 3 (the plan's horizon). "
+                          f"Got {seconds}.")
+    parts = []
+    for seed in seeds:
+        env = make_road("highway", seed, lanes, vehicles)
+        tr = rollout(env, seconds)
+        parts.append(expert_pairs({k: v[::SIM_HZ, None] for k, v in tr.items()},
+                                  np.ones((1, tr["x"].shape[1]), bool), lanes))
+    return save_dataset(path, {k: np.concatenate([p[k] for p in parts])
+                               for k, _ in DATASET_KEYS})
 
 
 #: (key, number of dimensions) of a recorded data set of (scene, ego future) pairs.
