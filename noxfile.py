@@ -22,7 +22,7 @@ BACKEND = "none" if REUSE else "virtualenv"
 
 def _install(session: nox.Session, extras: str) -> None:
     if not REUSE:
-        session.install("torch==2.13.0", "-e", f".[{extras},empirical,cst,ner,power,gnn,nmt]")
+        session.install("torch==2.13.0", "-e", f".[{extras},empirical,cst,ner,power,gnn,nmt,ad]")
         session.install("--no-deps", "aaanalysis==1.1.0", "graspologic==3.4.4")
 
 

@@ -85,3 +85,9 @@ if python3 -c "import sentencepiece, sacrebleu, django" 2>/dev/null; then
 else
     echo "NMT check skipped: sentencepiece / sacrebleu / django missing (--prepare)" >&2
 fi
+# Driving (Gao et al. survey): LM planner training throughput and constrained decoding on CUDA
+if python3 -c "import numba" 2>/dev/null; then
+    python3 benchmarks/bench_ad.py --device cuda --planner-only --out "$OUTDIR/ad_gpu.json"
+else
+    echo "driving check skipped: numba missing" >&2
+fi

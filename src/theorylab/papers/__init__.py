@@ -22,7 +22,7 @@ __all__ = ["MODULES", "ENTRY_POINT_GROUP", "modules", "load_all", "study_names",
 MODULES = ("theorylab.papers.moe", "theorylab.papers.beb", "theorylab.papers.exo",
            "theorylab.papers.esm", "theorylab.papers.cst", "theorylab.papers.ner",
            "theorylab.papers.cl", "theorylab.papers.power", "theorylab.papers.gnn",
-           "theorylab.papers.nmt")
+           "theorylab.papers.nmt", "theorylab.papers.ad")
 ENTRY_POINT_GROUP = "theorylab.papers"
 
 
