@@ -17,6 +17,15 @@ if [[ "${1:-}" == "--prepare" ]]; then
         captum==0.9.0 fair-esm==2.0.0
     # NER (Shen et al. 2018): seqeval and the shipped corpus are sdists: build their wheels here
     python3 -m pip wheel -q --no-deps -w "$VENDOR/wheels" seqeval==1.2.2 hironsancorpus==0.1.2
+    # power (Liao et al. review): pandapower and the dependencies a torch image may lack, in
+    # their own folder (cachebox and pydantic-core are built for this Python: if the GPU image's
+    # differs, only the power check is skipped)
+    mkdir -p "$VENDOR/wheels-power"
+    python3 -m pip download -q --no-deps --only-binary=:all: -d "$VENDOR/wheels-power" \
+        pandapower==3.5.6 deepdiff==9.1.0 orderly-set==5.5.0 cachebox==5.2.3 geojson==3.3.0 \
+        pandera==0.35.0 typeguard==4.6.1 typing-inspect==0.9.0 mypy-extensions==1.1.0 \
+        colorama==0.4.6 networkx==3.6.1 pydantic==2.13.4 pydantic-core==2.46.4 \
+        annotated-types==0.7.0 typing-inspection==0.4.2
     # only the TSVs of aaanalysis: a namespace package that theorylab finds via find_spec
     src=$(python3 -c "import importlib.util as u; print(list(u.find_spec('aaanalysis').submodule_search_locations)[0])")
     mkdir -p "$VENDOR/data/aaanalysis/_data/benchmarks"
@@ -31,6 +40,10 @@ SITE=${TMPDIR:-/tmp}/theorylab-gpu-site
 if [[ -d "$VENDOR/wheels" ]]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target "$SITE" "$VENDOR"/wheels/*.whl
+fi
+if [[ -d "$VENDOR/wheels-power" ]]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target "$SITE" "$VENDOR"/wheels-power/*.whl || echo "power wheels not installed" >&2
 fi
 export PYTHONPATH="src:$SITE:$VENDOR/data${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
@@ -55,4 +68,10 @@ if python3 -c "import seqeval, hironsan.corpus, sklearn" 2>/dev/null; then
     python3 benchmarks/bench_ner.py --device cuda --out "$OUTDIR/ner_gpu.json"
 else
     echo "NER check skipped: seqeval / hironsancorpus / scikit-learn missing (--prepare)" >&2
+fi
+# power: GNN/MLP surrogate training and batched inference on CUDA against pp.runpp (CPU)
+if python3 -c "import pandapower" 2>/dev/null; then
+    python3 benchmarks/bench_power_gpu.py --device cuda --out "$OUTDIR/power_gpu.json"
+else
+    echo "power check skipped: pandapower missing (--prepare)" >&2
 fi
