@@ -131,8 +131,8 @@ class PowerFlowStudy(Study):
 
     def units(self) -> list[dict]:
         n_in, n_out = self._chunks()
-        fits = [{"part": "fit", "model": m, "seed": r} for m in self.models
-                for r in range(self.n_seeds)]
+        fits = [{"part": "fit", "model": m, "seed": r} for r in range(self.n_seeds)
+                for m in self.models]   # seed by seed: a partial run has paired seeds
         n_t = -(-self.n_transfer // self.chunk_size)
         tdata = [{"part": "tdata", "case": c, "chunk": k} for c in self.transfer_cases
                  for k in range(n_t)]

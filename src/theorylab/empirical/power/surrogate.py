@@ -161,7 +161,10 @@ def on_grid(model: torch.nn.Module, grid: Grid, norm: Norm) -> torch.nn.Module:
     out = PowerGNN(model.encode[0].in_features, ea.shape[1], ei, ea,
                    model.readout.in_features, len(model.layers))
     state = {k: v for k, v in model.state_dict().items() if k not in ("edge_index", "edge_attr")}
-    out.load_state_dict(state, strict=False)
+    missing, unexpected = out.load_state_dict(state, strict=False)
+    if unexpected or set(missing) != {"edge_index", "edge_attr"}:
+        raise ConfigError(f"'model' of on_grid does not match a PowerGNN's layout: missing "
+                          f"{missing}, unexpected {unexpected}.")
     return out.eval()
 
 
