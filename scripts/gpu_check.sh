@@ -24,10 +24,22 @@ if [[ "${1:-}" == "--prepare" ]]; then
         python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$py" \
             -d "$VENDOR/wheels-gnn" pymetis==2025.2.2
     done
-    # NMT (Chu & Wang 2018): subwords, BLEU, the Bible reader; django for its .po catalogues
-    python3 -m pip download -q --no-deps --only-binary=:all: -d "$VENDOR/wheels" \
+    # NMT (Chu & Wang 2018): subwords, BLEU, the Bible reader; django for its .po catalogues, in
+    # their own folder (sentencepiece and lxml are built for this Python: if the GPU image's
+    # differs, only the NMT check is skipped)
+    mkdir -p "$VENDOR/wheels-nmt"
+    python3 -m pip download -q --no-deps --only-binary=:all: -d "$VENDOR/wheels-nmt" \
         sentencepiece==0.2.3 pysword==0.2.8 sacrebleu==2.6.0 portalocker tabulate colorama \
         lxml django==5.2.19 asgiref sqlparse || echo "note: NMT wheels not fetched" >&2
+    # power (Liao et al. review): pandapower and the dependencies a torch image may lack, in
+    # their own folder (cachebox and pydantic-core are built for this Python: if the GPU image's
+    # differs, only the power check is skipped)
+    mkdir -p "$VENDOR/wheels-power"
+    python3 -m pip download -q --no-deps --only-binary=:all: -d "$VENDOR/wheels-power" \
+        pandapower==3.5.6 deepdiff==9.1.0 orderly-set==5.5.0 cachebox==5.2.3 geojson==3.3.0 \
+        pandera==0.35.0 typeguard==4.6.1 typing-inspect==0.9.0 mypy-extensions==1.1.0 \
+        colorama==0.4.6 networkx==3.6.1 pydantic==2.13.4 pydantic-core==2.46.4 \
+        annotated-types==0.7.0 typing-inspection==0.4.2
     # only the TSVs of aaanalysis: a namespace package that theorylab finds via find_spec
     src=$(python3 -c "import importlib.util as u; print(list(u.find_spec('aaanalysis').submodule_search_locations)[0])")
     mkdir -p "$VENDOR/data/aaanalysis/_data/benchmarks"
@@ -47,6 +59,14 @@ if [[ -d "$VENDOR/wheels-gnn" ]] && ! python3 -c "import pymetis" 2>/dev/null; t
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
         --find-links "$VENDOR/wheels-gnn" pymetis==2025.2.2 \
         || echo "note: no pymetis wheel for this Python; the GNN check will skip" >&2
+fi
+if [[ -d "$VENDOR/wheels-nmt" ]]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target "$SITE" "$VENDOR"/wheels-nmt/*.whl || echo "NMT wheels not installed" >&2
+fi
+if [[ -d "$VENDOR/wheels-power" ]]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target "$SITE" "$VENDOR"/wheels-power/*.whl || echo "power wheels not installed" >&2
 fi
 export PYTHONPATH="src:$SITE:$VENDOR/data${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
@@ -90,4 +110,10 @@ if python3 -c "import numba" 2>/dev/null; then
     python3 benchmarks/bench_ad.py --device cuda --planner-only --out "$OUTDIR/ad_gpu.json"
 else
     echo "driving check skipped: numba missing" >&2
+fi
+# power: GNN/MLP surrogate training and batched inference on CUDA against pp.runpp (CPU)
+if python3 -c "import pandapower" 2>/dev/null; then
+    python3 benchmarks/bench_power_gpu.py --device cuda --out "$OUTDIR/power_gpu.json"
+else
+    echo "power check skipped: pandapower missing (--prepare)" >&2
 fi

@@ -216,7 +216,7 @@ def _tiny():
     from theorylab.empirical.power.study import PowerFlowStudy
     return PowerFlowStudy(case="case14", n_train=30, n_val=10, n_test=10, n_ood=5,
                           chunk_size=20, hidden=8, layers=2, mlp_hidden=16, epochs=2,
-                          n_seeds=2, speed_cases=2)
+                          n_seeds=2, speed_cases=2, transfer_cases=("case30",), n_transfer=10)
 
 
 def test_tiny_study_end_to_end_and_reproducible():
@@ -231,9 +231,15 @@ def test_tiny_study_end_to_end_and_reproducible():
     rows = [r for u in study.units() for r in study.run_unit(u, ctx)]
     table = pd.DataFrame(rows)
     data, scores = records(table, "data"), records(table, "score")
-    assert data.n_tried.sum() == 4 * 20 and data.n_failed.sum() == 0
+    assert data.n_tried.sum() == 4 * 20 + 10 and data.n_failed.sum() == 0
     assert (data.mismatch_at_solution < 1e-6).all() and (data.mismatch_gap < 1e-6).all()
-    assert set(scores.model) == {"gnn", "mlp", "dc"} and set(scores.split) == {"test", "ood"}
+    assert set(scores.model) == {"gnn", "mlp", "gnn-phys", "dc"}
+    assert set(scores.split) == {"test", "ood", "transfer:case30"}
+    # on the unseen grid: both GNNs (every seed) and DC power flow, never the MLP
+    tr = scores[scores.split == "transfer:case30"]
+    assert sorted(zip(tr.model, tr.seed, strict=True)) == [("dc", 0), ("gnn", 0), ("gnn", 1),
+                                              ("gnn-phys", 0), ("gnn-phys", 1)]
+    assert (tr.grid == "case30").all() and (tr.n == 10).all()
     assert np.isfinite(scores[["v_mae", "theta_mae", "dp_mae", "dq_mae"]].to_numpy()).all()
     # the DC rows are DC power flow itself
     grid, dc, _, p = study.prepared(ctx)
@@ -241,6 +247,21 @@ def test_tiny_study_end_to_end_and_reproducible():
     dc_row = scores[(scores.model == "dc") & (scores.split == "test")].iloc[0]
     assert dc_row.theta_mae == pytest.approx(
         np.abs(t.dc_va - t.va)[:, grid.bus_type != SLACK].mean())
+    # the per-bus errors (seed 0) average to the score over the PQ / non-slack buses
+    bus = records(table, "bus")
+    for model in ("gnn", "dc"):
+        b = bus[bus.model == model].sort_values("bus")
+        row = scores[(scores.model == model) & (scores.seed == 0) & (scores.split == "test")]
+        assert b.v_err[b.bus_type == PQ].mean() == pytest.approx(float(row.v_mae.iloc[0]))
+        assert b.theta_err[b.bus_type != SLACK].mean() == pytest.approx(
+            float(row.theta_mae.iloc[0]))
+    # the DC rows on the transfer grid are DC power flow on that grid's own cases
+    from theorylab.empirical.power.features import case_grid
+    _, g30, dc30 = case_grid("case30")
+    d30 = study.transfer_split("case30", ctx)
+    va30 = dc30.theta(specified(g30, d30["load_p"], d30["load_q"], d30["gen_p"]).real)
+    assert tr[tr.model == "dc"].theta_mae.iloc[0] == pytest.approx(
+        np.abs(va30 - d30["va"])[:, g30.bus_type != SLACK].mean())
     d = paired(scores, "gnn", "dc", "v_mae")
     assert d["n_seeds"] == 2
     # training is bit-reproducible on CPU: a fresh context retrains to the same weights
@@ -248,7 +269,7 @@ def test_tiny_study_end_to_end_and_reproducible():
     b = study._train("gnn", 1, UnitContext(study, None))["state"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     speed = records(table, "speed")
-    assert (speed.batched_cpu_s > 0).all() and set(speed.model) == {"gnn", "mlp"}
+    assert (speed.batched_cpu_s > 0).all() and set(speed.model) == {"gnn", "mlp", "dc"}
 
 
 # -- N-1 outages ------------------------------------------------------------------------------
@@ -331,6 +352,9 @@ def test_claims_that_failed_first_are_report_only_and_say_so():
     from theorylab.papers import power as power_paper
     ids = {k for k in REGISTRY if k.startswith("power.")}
     must = {k for k in ids if REGISTRY[k].must_hold}
-    assert must == ids - set(power_paper.NOT_REPRODUCED) and len(must) == 3
+    assert must == ids - set(power_paper.NOT_REPRODUCED) - set(power_paper.MEASURED_ONLY)
+    assert len(must) == 3
     for k in power_paper.NOT_REPRODUCED:
         assert "report-only since 2026-12-01" in REGISTRY[k].statement
+    for k in power_paper.MEASURED_ONLY:
+        assert "report-only: the review states no number" in REGISTRY[k].statement

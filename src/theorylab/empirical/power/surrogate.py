@@ -2,12 +2,19 @@ r"""From solved cases to tensors, training by the shared loop, prediction and sc
 
 The residual targets are :math:`r_V = (V - V^\text{DC}) / s_V` at PQ buses and :math:`r_\theta =
 (\theta - \theta^\text{DC}) / s_\theta` at non-slack buses; the loss is their mean squared error
-over exactly those entries. Node features are standardised with the training split's mean and
+over exactly those entries; with ``physics_weight`` λ > 0 the loss adds λ times the physics loss
+:math:`\overline{\Delta P^2} + \overline{\Delta Q^2}` of the predicted state
+(:mod:`.physics`, p.u.²). Node features are standardised with the training split's mean and
 standard deviation (per feature; constant features are left unscaled), edge features likewise.
 
 Scores (:func:`scores`): MAE of V over PQ buses (p.u.), MAE of θ over non-slack buses (degrees),
 and the mean absolute AC mismatch :math:`\overline{|\Delta P|}`, :math:`\overline{|\Delta Q|}`
 (p.u., :func:`theorylab.empirical.power.grid.mismatch`) of the predicted state.
+
+**Another grid** (:func:`on_grid`): the GNN's weights act per bus and per branch, so the trained
+model runs on any topology, with the target grid's edge list and edge features standardised by
+the *source's* statistics (and its node features likewise, by :func:`prepare` with the source's
+:class:`Norm`); the MLP's first layer is sized for one grid's n·F inputs and cannot.
 """
 
 from __future__ import annotations
@@ -24,9 +31,10 @@ from theorylab.empirical.power.features import (
     node_features,
 )
 from theorylab.empirical.power.grid import Grid, mismatch, specified
-from theorylab.empirical.train import TrainConfig, TrainResult, train
+from theorylab.empirical.train import TrainConfig, TrainResult, pick_device, train
+from theorylab.errors import ConfigError
 
-__all__ = ["Norm", "Prepared", "prepare", "fit", "predict", "scores"]
+__all__ = ["Norm", "Prepared", "prepare", "fit", "predict", "scores", "on_grid"]
 
 
 @dataclass(frozen=True)
@@ -101,20 +109,63 @@ def _residuals(p: Prepared, norm: Norm) -> torch.Tensor:
 
 
 def fit(model: torch.nn.Module, grid: Grid, train_split: Prepared, val_split: Prepared,
-        norm: Norm, config: TrainConfig) -> TrainResult:
+        norm: Norm, config: TrainConfig, physics_weight: float = 0.0) -> TrainResult:
     """Train ``model`` by :func:`theorylab.empirical.train.train`; early stopping on the
-    validation loss (the same masked MSE)."""
+    validation loss (the same loss: masked MSE, plus λ × physics loss if ``physics_weight``)."""
     t = Targets.of(grid)
-    mask = torch.from_numpy(np.stack([t.v_mask, t.theta_mask], axis=-1)).float()
+    device = pick_device(config.device)
+    mask = torch.from_numpy(np.stack([t.v_mask, t.theta_mask], axis=-1)).float().to(device)
     denom = mask.sum()
 
-    def loss(m, batch):
-        x, r = batch
-        return (((m(x) - r) ** 2) * mask).sum() / (denom * len(x))
+    def supervised(out, r):
+        return (((out - r) ** 2) * mask).sum() / (denom * len(out))
 
-    data = torch.utils.data.TensorDataset(train_split.x, _residuals(train_split, norm))
-    xv, rv = val_split.x, _residuals(val_split, norm)
-    return train(model, loss, data, config, val_fn=lambda m: float(loss(m, (xv, rv))))
+    if physics_weight <= 0:
+        def loss(m, batch):
+            x, r = batch
+            return supervised(m(x), r)
+
+        data = torch.utils.data.TensorDataset(train_split.x, _residuals(train_split, norm))
+        val = tuple(v.to(device) for v in (val_split.x, _residuals(val_split, norm)))
+    else:
+        from theorylab.empirical.power.physics import TorchMismatch
+        phys = TorchMismatch(grid, device=device)
+        vmask, tmask = (torch.from_numpy(a).to(device) for a in (t.v_mask, t.theta_mask))
+        dc_vm = torch.from_numpy(np.ascontiguousarray(train_split.dc_vm[0])).to(device)
+
+        def loss(m, batch):
+            x, r, dc_va, p_spec, q_spec = batch
+            out = m(x)
+            o = out.double()
+            vm = torch.where(vmask, dc_vm + norm.s_v * o[..., 0], dc_vm)
+            va = torch.where(tmask, dc_va + norm.s_theta * o[..., 1], dc_va)
+            return supervised(out, r) + physics_weight * phys.loss(vm, va, p_spec, q_spec)
+
+        def tensors(p: Prepared):
+            return (p.x, _residuals(p, norm), torch.from_numpy(p.dc_va),
+                    torch.from_numpy(p.s_spec.real.copy()), torch.from_numpy(p.s_spec.imag.copy()))
+
+        data = torch.utils.data.TensorDataset(*tensors(train_split))
+        val = tuple(v.to(device) for v in tensors(val_split))
+    return train(model, loss, data, config, val_fn=lambda m: float(loss(m, val)))
+
+
+def on_grid(model: torch.nn.Module, grid: Grid, norm: Norm) -> torch.nn.Module:
+    """The trained GNN ``model`` on another ``grid`` (module docstring): a copy with the target's
+    edge list and edge features (standardised by the source's ``norm``), the same weights."""
+    from theorylab.empirical.power.models import PowerGNN
+    if not isinstance(model, PowerGNN):
+        raise ConfigError("'model' of on_grid must be a PowerGNN (an MLP's input layer is "
+                          f"sized for one grid's buses). Got {type(model).__name__}.")
+    ei, ea = edge_tensors(grid, norm)
+    out = PowerGNN(model.encode[0].in_features, ea.shape[1], ei, ea,
+                   model.readout.in_features, len(model.layers))
+    state = {k: v for k, v in model.state_dict().items() if k not in ("edge_index", "edge_attr")}
+    missing, unexpected = out.load_state_dict(state, strict=False)
+    if unexpected or set(missing) != {"edge_index", "edge_attr"}:
+        raise ConfigError(f"'model' of on_grid does not match a PowerGNN's layout: missing "
+                          f"{missing}, unexpected {unexpected}.")
+    return out.eval()
 
 
 @torch.no_grad()
@@ -122,8 +173,9 @@ def predict(model: torch.nn.Module, grid: Grid, split: Prepared, norm: Norm,
             batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """(V̂, θ̂) of every case of ``split``; known entries are the set-points."""
     model.eval()
-    out = torch.cat([model(split.x[i:i + batch_size])
-                     for i in range(0, len(split), batch_size)]).double().numpy()
+    device = next(model.parameters()).device
+    out = torch.cat([model(split.x[i:i + batch_size].to(device))
+                     for i in range(0, len(split), batch_size)]).double().cpu().numpy()
     return compose(grid, split.dc_vm, split.dc_va, out, norm)
 
 
