@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
@@ -90,3 +90,22 @@ def test_grouped_mean_ci_rejects_bad_input(x, groups, fragment):
     with pytest.raises(InputError) as e:
         grouped_mean_ci(x, groups)
     assert fragment in str(e.value)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(-10, 10), min_size=2, max_size=8),
+       st.lists(st.floats(-10, 10), min_size=2, max_size=8))
+def test_seed_paired_difference_pairs_by_seed(xs, ys):
+    import pandas as pd
+
+    from theorylab.stats import seed_paired_difference
+    va = pd.Series(xs, index=range(len(xs)))
+    vb = pd.Series(ys, index=range(len(ys)))[::-1]             # order must not matter, the seed does
+    n = min(len(xs), len(ys))
+    out = seed_paired_difference(va, vb, "a", "b")
+    mean, ci = mean_ci(np.array(xs[:n]) - np.array(ys[:n]))
+    assert out["n_seeds"] == n
+    assert out["mean"] == pytest.approx(mean, abs=1e-12) and out["ci"] == pytest.approx(ci, abs=1e-9)
+    one = seed_paired_difference(va, pd.Series([ys[0]], index=[0]), "a", "b")  # scored once
+    assert one["n_seeds"] == len(xs)
+    assert one["mean"] == pytest.approx(float(np.mean(xs)) - ys[0], abs=1e-9)

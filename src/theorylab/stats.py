@@ -49,6 +49,19 @@ def mean_ci(x, level: float = 0.95) -> tuple[float, tuple[float, float]]:
     return m, (m - h, m + h)
 
 
+def seed_paired_difference(va, vb, a: str, b: str, level: float = 0.95) -> dict:
+    """Mean and t-interval over seeds of ``va − vb``, two pandas Series indexed by seed (the
+    seeds both have; NaN differences dropped). A ``vb`` scored once (a deterministic method at
+    seed 0) is paired with every seed of ``va``. Returns ``{"mean", "ci", "n_seeds", a, b}``
+    with ``a`` and ``b`` the two means."""
+    if len(vb) == 1:
+        vb = type(va)(float(vb.iloc[0]), index=va.index)
+    d = (va - vb).dropna().to_numpy()
+    mean, ci = mean_ci(d, level)
+    return {"mean": mean, "ci": ci, "n_seeds": int(len(d)), a: float(va.mean()),
+            b: float(vb.mean())}
+
+
 def grouped_mean_ci(x, groups, level: float = 0.95
                     ) -> tuple[float, tuple[float, float], int]:
     r"""Mean and Student-t ``level`` interval of the *group means* of ``x``.

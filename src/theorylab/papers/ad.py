@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from theorylab.claims import Context, Verdict, claim
 from theorylab.criteria import AllOf, CIAbove, CIBelow, Equality, Measured
 from theorylab.plotting import figure, savefig, style
-from theorylab.stats import mean_ci, wilson_ci
+from theorylab.stats import seed_paired_difference, wilson_ci
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,12 +51,7 @@ def paired(table: pd.DataFrame, a: str, b: str, column: str, by: str = "model") 
     (a deterministic planner, seed 0) is paired with every seed."""
     va = table[table[by] == a].set_index("seed")[column]
     vb = table[table[by] == b].set_index("seed")[column]
-    if len(vb) == 1:
-        vb = type(va)(float(vb.iloc[0]), index=va.index)
-    d = (va - vb).dropna().to_numpy()
-    mean, ci = mean_ci(d)
-    return {"mean": mean, "ci": ci, "n_seeds": int(len(d)), a: float(va.mean()),
-            b: float(vb.mean())}
+    return seed_paired_difference(va, vb, a, b)
 
 
 @claim("ad.sim.batched_matches_highway_env", paper=PAPER, kind="empirical",

@@ -17,7 +17,7 @@ import numpy as np
 from theorylab.claims import Context, Verdict, claim
 from theorylab.criteria import AllOf, CIBelow, Equality, Measured, Threshold
 from theorylab.plotting import figure, legend_below, legend_beside, savefig, style
-from theorylab.stats import mean_ci
+from theorylab.stats import mean_ci, seed_paired_difference
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,12 +50,7 @@ def paired(scores: pd.DataFrame, a: str, b: str, column: str, split: str = "test
     s = scores[scores.split == split]
     va = s[s.model == a].set_index("seed")[column]
     vb = s[s.model == b].set_index("seed")[column]
-    if len(vb) == 1:
-        vb = type(va)(float(vb.iloc[0]), index=va.index)
-    d = (va - vb).dropna().to_numpy()
-    mean, ci = mean_ci(d)
-    return {"mean": mean, "ci": ci, "n_seeds": int(len(d)), a: float(va.mean()),
-            b: float(vb.mean())}
+    return seed_paired_difference(va, vb, a, b)
 
 
 @claim("power.mismatch_matches_pandapower", paper=PAPER, kind="empirical",
