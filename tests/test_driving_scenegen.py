@@ -77,3 +77,39 @@ def test_criticality_sees_an_overlap_and_a_clear_road():
     c = G.criticality(a, 3, 1.0, np.random.default_rng(0))
     assert c["collision"].tolist() == [True, False]
     assert c["near_miss"].tolist() == [True, False]
+
+
+def _undertrained(seed=6):
+    """A generator trained for one epoch on synthetic scenes: its Gaussians are wide, so its own
+    draws leave the training support."""
+    a = _scenes(np.random.default_rng(seed))
+    m = G.fit(a, 3, TrainConfig(epochs=1, batch_size=128, device="cpu"), 0, hidden=16)
+    return a, m
+
+
+def test_truncated_samples_stay_within_the_training_support():
+    a, m = _undertrained()
+    box = G.support(a)
+    raw = G.sample(m, 60, 12, torch.Generator().manual_seed(7))
+    cut = G.sample(m, 60, 12, torch.Generator().manual_seed(7), box)
+    outside = ((raw[:, 1:, 1] < box[0, 0]) | (raw[:, 1:, 1] > box[0, 1])).any()
+    outside |= ((raw[..., 2] < box[1, 0]) | (raw[..., 2] > box[1, 1])).any()
+    assert outside                      # the untruncated draw does leave it: the test can fail
+    assert (cut[:, 0, 1] == 0).all()
+    for row, col in ((0, cut[:, 1:, 1]), (1, cut[..., 2]), (2, cut[..., 3])):
+        assert box[row, 0] <= col.min() and col.max() <= box[row, 1]
+    assert set(np.unique(cut[..., 0])) <= {0.0, 1.0, 2.0}
+    assert G.realism(cut, cut, 3)["mean"] == 0.0
+    assert np.isfinite(list(G.realism(cut, a, 3).values())).all()
+
+
+def test_a_box_containing_every_draw_changes_nothing():
+    """Truncation acts only on draws outside the box: with a box no draw leaves, the sample is
+    the untruncated one bit for bit (same noise), and ``support`` is the attributes' range."""
+    a, m = _undertrained(8)
+    wide = np.array([[0.0, 1e9], [-1.0, 41.0], [-1.0, 41.0]])
+    np.testing.assert_array_equal(G.sample(m, 20, 12, torch.Generator().manual_seed(9)),
+                                  G.sample(m, 20, 12, torch.Generator().manual_seed(9), wide))
+    box = G.support(a)
+    assert box[0].tolist() == [a[:, 1:, 1].min(), a[:, 1:, 1].max()]
+    assert box[2].tolist() == [a[..., 3].min(), a[..., 3].max()]

@@ -47,13 +47,41 @@ def test_tiny_study_end_to_end_and_reproducible():
     t = records(table, "traj")
     assert set(t.model) == set(c.model) and t.groupby("model").step.max().min() == 3 * 3
     r, k = records(table, "realism"), records(table, "critical")
-    assert set(r.source) == {"generated", "shuffled", "simulator"}
-    assert set(k.source) == {"generated", "shuffled", "simulator"} and (k.scenes == 4).all()
+    sources = {"generated", "generated_untruncated", "shuffled", "simulator"}
+    assert set(r.source) == sources
+    assert set(k.source) == sources and (k.scenes == 4).all()
     d = paired(o[o.horizon == 3.0], "lm", "cv", "l2")
     assert d["n_seeds"] == 2
     again, _ = _run(study)
     cols = ["model", "seed", "horizon", "l2"]
     pd.testing.assert_frame_equal(o[cols], records(again, "openloop")[cols])
+
+
+def test_gen_support_reruns_scene_generation_only(tmp_path, monkeypatch):
+    """Changing ``gen_support`` (a new config hash) reuses the stored scenes, expert data and
+    every trained model; without truncation the generated source is the untruncated one, which
+    is the same draw in both configurations."""
+    from theorylab.store import Store
+    study = _tiny(models=("mlp",), n_seeds=1)
+    db = tmp_path / "s.sqlite"
+    Store(db).close()
+    units = ({"part": "scenegen", "seed": 0}, {"part": "fit", "model": "mlp", "seed": 0})
+    first = [r for u in units for r in study.run_unit(u, UnitContext(study, db))]
+
+    def rebuilt(*args, **kw):
+        raise AssertionError("a stored stage was rebuilt")
+    for name in ("_train", "_build_expert"):
+        monkeypatch.setattr(DrivingStudy, name, rebuilt)
+    monkeypatch.setattr("theorylab.empirical.driving.sim_reference.initial_scenes", rebuilt)
+    other = study.replace(gen_support="none")
+    again = [r for u in units for r in other.run_unit(u, UnitContext(other, db))]
+    w = records(pd.DataFrame(again), "realism").set_index(["source", "feature"]).w1
+    w0 = records(pd.DataFrame(first), "realism").set_index(["source", "feature"]).w1
+    pd.testing.assert_series_equal(w["generated"], w["generated_untruncated"])
+    pd.testing.assert_series_equal(w0["generated_untruncated"], w["generated_untruncated"])
+    cols = ["horizon", "l2"]
+    pd.testing.assert_frame_equal(records(pd.DataFrame(first), "openloop")[cols],
+                                  records(pd.DataFrame(again), "openloop")[cols])
 
 
 def test_recorded_dataset_trains_the_planners(tmp_path):

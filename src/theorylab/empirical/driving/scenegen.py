@@ -12,7 +12,8 @@ all from small MLPs of
 a context c_k that summarises the vehicles so far: the previous vehicle (lane, speed, target
 speed) and, per lane, the distance back to that lane's last vehicle and its speed (or "none").
 It is trained by maximum likelihood on simulator scenes (:func:`fit`) and sampled vehicle by
-vehicle (:func:`sample`).
+vehicle (:func:`sample`), each vehicle from its conditional truncated to the training scenes'
+support (:func:`support`: the range of every gap, speed and target speed seen in training).
 
 *Realism* (:func:`realism`) compares feature distributions of two scene sets by the Wasserstein-1
 distance (``scipy.stats.wasserstein_distance``) of each feature, in units of the reference's
@@ -37,8 +38,8 @@ from torch import nn
 
 from theorylab.empirical.driving import batched_sim as S
 
-__all__ = ["ATTRS", "FEATURES", "NEAR_MISS_M", "attributes", "SceneGenerator", "fit", "sample",
-           "shuffled", "scene_features", "realism", "to_state", "criticality"]
+__all__ = ["ATTRS", "FEATURES", "NEAR_MISS_M", "attributes", "SceneGenerator", "fit", "support",
+           "sample", "shuffled", "scene_features", "realism", "to_state", "criticality"]
 
 ATTRS = ("lane", "gap", "speed", "target_speed")
 FEATURES = ("bumper_gap", "rel_speed", "time_headway", "speed", "lane_count")
@@ -157,10 +158,58 @@ def fit(a: np.ndarray, lanes: int, config, seed: int, hidden: int = 64) -> Scene
     return model
 
 
+def support(a: np.ndarray) -> np.ndarray:
+    """The support box S of training scenes (B, N, 4): rows (gap, speed, target speed), columns
+    (min, max); the gap over vehicles 1..N−1 (vehicle 0's gap is 0 by definition)."""
+    cols = (a[:, 1:, 1], a[..., 2], a[..., 3])
+    return np.array([[float(c.min()), float(c.max())] for c in cols])
+
+
+def _inside(gap, v, vt, k: int, box: np.ndarray) -> np.ndarray:
+    ok = (v >= box[1, 0]) & (v <= box[1, 1]) & (vt >= box[2, 0]) & (vt <= box[2, 1])
+    return ok & (gap >= box[0, 0]) & (gap <= box[0, 1]) if k > 0 else ok
+
+
+def _draw(model: SceneGenerator, ctx: torch.Tensor, k: int, generator: torch.Generator):
+    """One draw of vehicle k per row of ``ctx``: (lane, gap, speed, target speed)."""
+    B = len(ctx)
+    logits = model.lane_head(ctx)
+    lane = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)[:, 0]
+    _, mu, log_sigma = model.params(ctx, lane, torch.zeros(B))
+    vt = mu[:, 2] + log_sigma[:, 2].exp() * torch.randn(B, generator=generator)
+    _, mu, log_sigma = model.params(ctx, lane, vt)
+    z = mu + log_sigma.exp() * torch.randn(mu.shape, generator=generator)
+    z[:, 2] = vt
+    z = (z * model.z_std + model.z_mean).double().numpy()
+    gap = np.zeros(B) if k == 0 else np.maximum(np.expm1(z[:, 0]), 0.0)
+    vt_ = np.clip(z[:, 2], 0, 40)
+    v = np.clip(vt_ - np.maximum(np.exp(z[:, 1]) - _EPS_V, 0.0), 0, 40)
+    return lane.numpy(), gap, v, vt_
+
+
+#: Rejection rounds per vehicle before the (rare) vehicles still outside the box are clipped.
+MAX_REJECTIONS = 100
+
+
 @torch.no_grad()
 def sample(model: SceneGenerator, n_scenes: int, n_vehicles: int,
-           generator: torch.Generator) -> np.ndarray:
-    """Scenes (n_scenes, n_vehicles, 4) drawn vehicle by vehicle."""
+           generator: torch.Generator, box: np.ndarray | None = None) -> np.ndarray:
+    r"""Scenes (n_scenes, n_vehicles, 4) drawn vehicle by vehicle.
+
+    With ``box`` (:func:`support` of the training scenes), vehicle k is drawn from the model's
+    conditional truncated to the training support,
+
+    .. math:: (\ell_k, v^0_k, g_k, v_k) \sim p(\cdot \mid c_k)\,
+        \mathbb{1}[(g_k, v_k, v^0_k) \in S] \,/\, P(S \mid c_k),
+
+    by rejection: the rows of the batch whose draw leaves S are redrawn whole (lane included,
+    so the lane is also drawn from the truncated joint) with fresh noise, up to
+    :data:`MAX_REJECTIONS` rounds; the few still outside are then clipped to S. Truncation rather
+    than clipping every draw: clipping would pile the Gaussian tails' mass onto the bounds (an
+    atom the data never show), truncation keeps the model's shape inside S. Without ``box``
+    the draw is the model's own, unbounded (the earlier setting: the log-normal gap can then
+    reach kilometres).
+    """
     model.eval()
     lanes = model.lanes
     B = n_scenes
@@ -171,18 +220,18 @@ def sample(model: SceneGenerator, n_scenes: int, n_vehicles: int,
     for k in range(n_vehicles):
         since, last_v = _advance(since, last_v, prev, k)
         ctx = torch.tensor(_step_context(since, last_v, prev, k, lanes, n_vehicles), dtype=torch.float32)
-        logits = model.lane_head(ctx)
-        lane = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)[:, 0]
-        _, mu, log_sigma = model.params(ctx, lane, torch.zeros(B))
-        vt = mu[:, 2] + log_sigma[:, 2].exp() * torch.randn(B, generator=generator)
-        _, mu, log_sigma = model.params(ctx, lane, vt)
-        z = mu + log_sigma.exp() * torch.randn(mu.shape, generator=generator)
-        z[:, 2] = vt
-        z = (z * model.z_std + model.z_mean).double().numpy()
-        gap = 0.0 if k == 0 else np.maximum(np.expm1(z[:, 0]), 0.0)
-        vt_ = np.clip(z[:, 2], 0, 40)
-        v = np.clip(vt_ - np.maximum(np.exp(z[:, 1]) - _EPS_V, 0.0), 0, 40)
-        out[:, k] = np.stack([lane.numpy(), np.broadcast_to(gap, (B,)), v, vt_], -1)
+        lane, gap, v, vt = _draw(model, ctx, k, generator)
+        if box is not None:
+            bad = np.flatnonzero(~_inside(gap, v, vt, k, box))
+            for _ in range(MAX_REJECTIONS):
+                if not len(bad):
+                    break
+                lane[bad], gap[bad], v[bad], vt[bad] = _draw(model, ctx[bad], k, generator)
+                bad = bad[~_inside(gap[bad], v[bad], vt[bad], k, box)]
+            if k > 0:
+                gap = np.clip(gap, *box[0])
+            v, vt = np.clip(v, *box[1]), np.clip(vt, *box[2])
+        out[:, k] = np.stack([lane, gap, v, vt], -1)
         prev = out[:, k]
     return out
 
