@@ -10,7 +10,6 @@ weights are untrained: time does not depend on them. Prints a table and writes
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import platform
 import statistics
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 from theorylab.empirical.power import surrogate as S
-from theorylab.empirical.power.data import generate, solve
+from theorylab.empirical.power.data import case_solver, generate
 from theorylab.empirical.power.features import N_EDGE_FEATURES, N_NODE_FEATURES, DCSolver
 from theorylab.empirical.power.grid import grid_of, load_grid
 from theorylab.empirical.power.models import PowerGNN, PowerMLP
@@ -47,16 +46,8 @@ def bench(case: str, batches: list[int], repeats: int) -> dict:
     ei, ea = S.edge_tensors(grid, norm)
     models = {"gnn": PowerGNN(N_NODE_FEATURES, N_EDGE_FEATURES, ei, ea, 64, 6).eval(),
               "mlp": PowerMLP(grid.n, N_NODE_FEATURES, 256).eval()}
-    work = copy.deepcopy(net)
-    work.load.scaling, work.gen.scaling = 1.0, 1.0
-
-    def one_runpp(i):
-        work.load.p_mw, work.load.q_mvar = data["load_p"][i], data["load_q"][i]
-        work.gen.p_mw = data["gen_p"][i]
-        solve(work)
-
-    solve(work)
-    runpp = statistics.median(cpu(lambda i=i: one_runpp(i), 1) for i in range(min(20, n_cases)))
+    run = case_solver(net)
+    runpp = statistics.median(cpu(lambda i=i: run(data, i), 1) for i in range(min(20, n_cases)))
     row = {"case": case, "buses": grid.n, "branches": int(len(grid.f)), "runpp_cpu_s": runpp}
     for name, m in models.items():
         for b in batches:

@@ -11,7 +11,6 @@ on them). Writes JSON (``--out``); ``--smoke`` runs a toy size on the CPU to che
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import platform
 import statistics
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 from theorylab.empirical.power import surrogate as S
-from theorylab.empirical.power.data import generate, solve
+from theorylab.empirical.power.data import case_solver, generate
 from theorylab.empirical.power.features import N_EDGE_FEATURES, N_NODE_FEATURES, DCSolver
 from theorylab.empirical.power.grid import grid_of, load_grid
 from theorylab.empirical.power.models import PowerGNN, PowerMLP
@@ -50,17 +49,9 @@ def bench(case: str, device: torch.device, batches: list[int], n_solved: int, ep
     dc = DCSolver(grid)
     data = generate(net, n_solved, np.random.default_rng(0), name=case)
     norm = S.make_norm(grid, data, dc)
-    work = copy.deepcopy(net)
-    work.load.scaling, work.gen.scaling = 1.0, 1.0
-
-    def one_runpp(i):
-        work.load.p_mw, work.load.q_mvar = data["load_p"][i], data["load_q"][i]
-        work.gen.p_mw = data["gen_p"][i]
-        solve(work)
-
-    solve(work)
+    run = case_solver(net)
     cpu = torch.device("cpu")
-    runpp = statistics.median(wall(lambda i=i: one_runpp(i), 1, cpu)
+    runpp = statistics.median(wall(lambda i=i: run(data, i), 1, cpu)
                               for i in range(min(20, len(data["vm"]))))
     row = {"case": case, "buses": grid.n, "runpp_wall_s": runpp}
     # inference: the solved cases tiled up to the largest batch (time does not depend on values)

@@ -54,6 +54,22 @@ def solve(net) -> bool:
     return bool(net.converged)
 
 
+def case_solver(net):
+    """``runpp`` on one generated case at a time, for timing: a private copy of ``net`` with
+    scalings 1 (solved once to warm pandapower's numba kernels) and ``run(data, i)`` that sets
+    case ``i``'s loads and generation from a data set of :func:`generate` and solves it."""
+    import copy
+    work = copy.deepcopy(net)
+    work.load.scaling, work.gen.scaling = 1.0, 1.0
+    solve(work)
+
+    def run(data: dict, i: int) -> bool:
+        work.load.p_mw, work.load.q_mvar = data["load_p"][i], data["load_q"][i]
+        work.gen.p_mw = data["gen_p"][i]
+        return solve(work)
+    return run
+
+
 def generate(net, n: int, rng: np.random.Generator, level=(0.8, 1.2), sigma: float = 0.1,
              name: str = "grid", on_solved=None) -> dict:
     """``n`` perturbed cases of ``net`` solved by ``runpp``; returns only the converged ones.
