@@ -17,7 +17,6 @@ inflate them); CUDA numbers are wall seconds. Prints a table and writes
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import time
@@ -25,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _torch_bench import torch_bench_args  # benchmarks/_torch_bench.py (run as scripts)
 
 from theorylab.empirical.driving import batched_sim as S
 from theorylab.empirical.driving import planner as P
 from theorylab.empirical.driving import serialise as T
-from theorylab.empirical.train import pick_device
 
 POLICY_HZ = 1.0   # highway-env's default policy frequency: one decision per ego per second
 
@@ -135,15 +134,8 @@ def planners(dev, batch: int, repeats: int, d_model: int, train_steps: int) -> d
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--planner-only", action="store_true", help="skip the simulator part")
-    ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    dev = pick_device(args.device)
+    args, dev = torch_bench_args(__doc__, lambda ap: ap.add_argument(
+        "--planner-only", action="store_true", help="skip the simulator part"))
     out = {}
     if not args.planner_only:
         sim = simulator(*((4, 3, 256) if args.quick else (8, 10, 1024)))

@@ -12,19 +12,18 @@ on a GPU.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import time
 from pathlib import Path
 
 import torch
+from _torch_bench import torch_bench_args  # benchmarks/_torch_bench.py (run as scripts)
 
 from theorylab.empirical.data.conll import load_hironsan
 from theorylab.empirical.ner.acquisition import mc_predict, mc_predict_loop
 from theorylab.empirical.ner.encode import build_vocab, collate, encode_sentences
 from theorylab.empirical.ner.model import build_tagger
-from theorylab.empirical.train import pick_device
 
 # sizes chosen so that both taggers have about the same parameter count (printed)
 SIZES = {"cnn": dict(word_dim=50, char_dim=25, char_filters=50, char_width=5, word_filters=200,
@@ -117,14 +116,7 @@ def bald_scoring(vocab, items, dev, passes, repeats):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    dev = pick_device(args.device)
+    args, dev = torch_bench_args(__doc__)
     sents = load_hironsan()[:400]
     vocab = build_vocab(sents, sents, "iobes", "iob2")
     items = encode_sentences(sents, vocab, "iob2")

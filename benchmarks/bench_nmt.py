@@ -13,7 +13,6 @@ per sentence: ⌊|x| + 5⌋ tokens). Prints a table and writes ``benchmarks/resu
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _torch_bench import torch_bench_args  # benchmarks/_torch_bench.py (run as scripts)
 
 from theorylab.empirical.nmt.corpus import builtin_missing, length_filter, load_corpus
 from theorylab.empirical.nmt.model import (
@@ -32,7 +32,6 @@ from theorylab.empirical.nmt.model import (
     token_batches,
 )
 from theorylab.empirical.nmt.subwords import Subwords, train_subwords
-from theorylab.empirical.train import pick_device
 
 
 def _sync(dev):
@@ -55,14 +54,7 @@ def _timed(fn, dev):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    dev = pick_device(args.device)
+    args, dev = torch_bench_args(__doc__)
     corpus = "bible" if builtin_missing(["bible"]) is None else "django"
     pairs = length_filter(load_corpus(corpus), 14, 2.5)
     rng = np.random.default_rng(0)
