@@ -79,12 +79,7 @@ def generate(net, n: int, rng: np.random.Generator, level=(0.8, 1.2), sigma: flo
     ``n_failed`` and ``message`` (how many were skipped and why). ``net`` is left unchanged;
     ``on_solved(net)`` is called on the solved copy after each converged case.
     """
-    net = _copy(net)
-    p0 = (net.load.p_mw * net.load.scaling).to_numpy(float)
-    q0 = (net.load.q_mvar * net.load.scaling).to_numpy(float)
-    g0 = (net.gen.p_mw * net.gen.scaling).to_numpy(float)
-    net.load.scaling = 1.0
-    net.gen.scaling = 1.0
+    net, p0, q0, g0 = _unscaled_copy(net)
     alpha, fl, fg = draw_factors(len(p0), len(g0), n, rng, level, sigma)
     out = {k: [] for k in ("load_p", "load_q", "gen_p", "vm", "va", "level")}
     failed = 0
@@ -100,10 +95,7 @@ def generate(net, n: int, rng: np.random.Generator, level=(0.8, 1.2), sigma: flo
                        ("vm", net.res_bus.vm_pu.to_numpy(float)),
                        ("va", net.res_bus.va_degree.to_numpy(float)), ("level", alpha[k])):
             out[key].append(v)
-    width = {"load_p": len(p0), "load_q": len(p0), "gen_p": len(g0), "vm": len(net.bus),
-             "va": len(net.bus)}
-    res = {k: np.asarray(v, float).reshape(-1, width[k]) if k in width else np.asarray(v, float)
-           for k, v in out.items()}
+    res = _stacked(out, len(p0), len(g0), len(net.bus))
     res.update(n_tried=n, n_failed=failed,
                message=_message(name, n, failed, "did not converge (pandapower Newton-Raphson, "
                                 "flat start) and were skipped"))
@@ -116,9 +108,25 @@ def _message(name: str, n: int, failed: int, what: str) -> str:
     return f"{failed} of {n} perturbed cases of {name} {what}."
 
 
-def _copy(net):
+def _unscaled_copy(net):
+    """``(copy, p0, q0, g0)``: a copy of ``net`` whose load and generation scalings are 1, and
+    the base injections (MW / Mvar per load, MW per gen) with the old scalings folded in."""
     import copy
-    return copy.deepcopy(net)
+    net = copy.deepcopy(net)
+    p0 = (net.load.p_mw * net.load.scaling).to_numpy(float)
+    q0 = (net.load.q_mvar * net.load.scaling).to_numpy(float)
+    g0 = (net.gen.p_mw * net.gen.scaling).to_numpy(float)
+    net.load.scaling = 1.0
+    net.gen.scaling = 1.0
+    return net, p0, q0, g0
+
+
+def _stacked(out: dict, n_loads: int, n_gens: int, n_bus: int) -> dict:
+    """The per-case lists of :func:`generate` as arrays: (cases, width) for the injections and
+    the bus results, (cases,) for the scalars."""
+    width = {"load_p": n_loads, "load_q": n_loads, "gen_p": n_gens, "vm": n_bus, "va": n_bus}
+    return {k: np.asarray(v, float).reshape(-1, width[k]) if k in width else np.asarray(v, float)
+            for k, v in out.items()}
 
 
 def islands(grid, drop: int) -> bool:
@@ -137,14 +145,9 @@ def generate_outages(net, grid, n: int, rng: np.random.Generator, level=(0.8, 1.
     uniformly, out of service. A draw that islands a bus is counted (``n_islanded``) and skipped
     without a solve; a non-converged case is counted (``n_failed``) and skipped. Keys as in
     :func:`generate`, plus ``outage`` (the line's branch position in ``grid``, lines first)."""
-    net = _copy(net)
+    net, p0, q0, g0 = _unscaled_copy(net)
     lines = np.flatnonzero(grid.kind == 0)
     line_rows = net.line.index[net.line.in_service.astype(bool)].to_numpy()
-    p0 = (net.load.p_mw * net.load.scaling).to_numpy(float)
-    q0 = (net.load.q_mvar * net.load.scaling).to_numpy(float)
-    g0 = (net.gen.p_mw * net.gen.scaling).to_numpy(float)
-    net.load.scaling = 1.0
-    net.gen.scaling = 1.0
     alpha, fl, fg = draw_factors(len(p0), len(g0), n, rng, level, sigma)
     which = rng.integers(0, len(lines), size=n)
     out = {k: [] for k in ("load_p", "load_q", "gen_p", "vm", "va", "level", "outage")}
@@ -167,10 +170,7 @@ def generate_outages(net, grid, n: int, rng: np.random.Generator, level=(0.8, 1.
                        ("va", net.res_bus.va_degree.to_numpy(float)), ("level", alpha[k]),
                        ("outage", b)):
             out[key].append(v)
-    width = {"load_p": len(p0), "load_q": len(p0), "gen_p": len(g0), "vm": len(net.bus),
-             "va": len(net.bus)}
-    res = {k: np.asarray(v, float).reshape(-1, width[k]) if k in width else np.asarray(v, float)
-           for k, v in out.items()}
+    res = _stacked(out, len(p0), len(g0), len(net.bus))
     res["outage"] = res["outage"].astype(np.int64)
     res.update(n_tried=n, n_failed=failed, n_islanded=islanded,
                message=f"{name}: of {n} N-1 draws {islanded} islanded a bus and {failed} did "
