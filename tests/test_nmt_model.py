@@ -12,10 +12,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
 
 from theorylab.empirical.nmt.model import (
     Seq2Seq,
     Snapshots,
+    _chunks,
     average_states,
     beam_search,
     greedy,
@@ -24,6 +27,7 @@ from theorylab.empirical.nmt.model import (
     token_batches,
 )
 from theorylab.empirical.nmt.subwords import BOS, EOS, PAD
+from theorylab.errors import InputError
 from theorylab.threads import single_thread
 
 
@@ -67,6 +71,20 @@ def test_batched_beam_equals_one_sentence_at_a_time(beam, alpha):
               for s in src]
     assert [h for h, _ in batched] == [h for h, _ in single]
     assert np.allclose([s for _, s in batched], [s for _, s in single], rtol=0, atol=1e-10)
+
+
+@given(st.lists(st.integers(0, 30), max_size=60), st.integers(1, 9))
+def test_chunks_partition_the_sentences_by_length(lengths, batch_size):
+    chunks = _chunks([[7] * n for n in lengths], batch_size)
+    flat = [i for c in chunks for i in c]
+    assert sorted(flat) == list(range(len(lengths)))
+    assert all(0 < len(c) <= batch_size for c in chunks)
+    assert [lengths[i] for i in flat] == sorted(lengths)
+
+
+def test_batch_size_below_one_is_refused():
+    with pytest.raises(InputError, match="batch_size"):
+        beam_search(_model(), _sources(), batch_size=0)
 
 
 def _seq_logprob(m, src, toks):

@@ -73,3 +73,38 @@ def test_every_method_runs_and_reuses_artifacts(corpora, tmp_path, store):
     again = [r for u in study.units() for r in study.run_unit(u, ctx)]
     assert sorted(p.relative_to(root) for p in root.rglob("*.pt")) == built
     assert [r.get("hyp") for r in again] == [r.get("hyp") for r in rows]  # reproducible
+
+
+def test_claims_compare_measured_and_not_measured(corpora, store, monkeypatch):
+    """The claims' comparison on a tiny study: a method against itself differs by exactly 0
+    (so it cannot 'beat' itself), gain and forgetting are the BLEU differences to the same
+    seed's base model, and a method or pair the form does not run is NaN, not a verdict."""
+    import types
+
+    import numpy as np
+    import pandas as pd
+
+    from theorylab.papers import nmt as paper
+    study = tiny(corpora, methods=("ood", "ft"), n_seeds=2)
+    ctx = UnitContext(study, store.path)
+    table = pd.DataFrame([r for u in study.units() for r in study.run_unit(u, ctx)])
+    fake = types.SimpleNamespace(quick=False, sized=lambda s: study, run=lambda s: table)
+    monkeypatch.setattr(paper, "_study", lambda c: study)
+    same = paper.compare(fake, "ft", "ft", "id", "x", pair=corpora)
+    assert same.measured == 0 and list(same.ci) == [0, 0] and same.status == "fails"
+    v = paper.compare(fake, "ood", "ft", "id", "x", pair=corpora)
+    sc = score_records(table)
+    assert v.details["n_sentences"] == 2 * study.n_test and v.details["n_seeds"] == 2
+    assert v.ci[0] <= v.measured <= v.ci[1]
+    for missing in (("ood", "bt", corpora), ("ood", "ft", "ot>nt")):
+        nan = paper.compare(fake, missing[0], missing[1], "id", "x", pair=missing[2])
+        assert np.isnan(nan.measured) and nan.status == "inconclusive"
+        assert "not_measured" in nan.details
+    gf = paper.gain_forgetting(table)
+    base = gf[gf.method == "ood"]
+    assert (base.gain == 0).all() and (base.forgetting == 0).all()
+    for _, r in gf[gf.method == "ft"].iterrows():
+        b = sc[(sc.method == "ood") & (sc.seed == r.seed)].set_index("domain").bleu
+        m = sc[(sc.method == "ft") & (sc.seed == r.seed)].set_index("domain").bleu
+        assert r.gain == pytest.approx(m["id"] - b["id"])
+        assert r.forgetting == pytest.approx(b["ood"] - m["ood"])

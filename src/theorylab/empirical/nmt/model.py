@@ -60,8 +60,11 @@ class _Attention(nn.Module):
         return proj(x).view(x.shape[0], x.shape[1], self.h, self.dk).transpose(1, 2)
 
     def attend(self, q, k, v, mask) -> torch.Tensor:
-        """softmax(q k^T / sqrt(d_k), masked keys -inf) v, heads merged and projected."""
-        att = (q @ k.transpose(-1, -2) / math.sqrt(self.dk)).masked_fill(mask, float("-inf"))
+        """softmax(q k^T / sqrt(d_k), masked keys -inf) v, heads merged and projected (no
+        ``mask``: every key)."""
+        att = q @ k.transpose(-1, -2) / math.sqrt(self.dk)
+        if mask is not None:
+            att = att.masked_fill(mask, float("-inf"))
         out = self.drop(att.softmax(-1)) @ v
         B, _, T, _ = out.shape
         return self.o(out.transpose(1, 2).reshape(B, T, self.h * self.dk))
@@ -152,7 +155,6 @@ class Seq2Seq(nn.Module):
         t, g = state["t"], state["group"]
         R = tok.shape[0]
         x = self.emb(tok[:, None]) * math.sqrt(self.d) + self.pe[t:t + 1]
-        none = torch.zeros(1, 1, 1, 1, dtype=torch.bool, device=x.device)
         for i, layer in enumerate(self.dec):
             a = layer.self_att
             h = layer.norms[0](x)
@@ -161,7 +163,7 @@ class Seq2Seq(nn.Module):
                 k, v = (torch.cat([c, n], 2) for c, n in zip(state["self"][i], (k, v),
                                                                strict=True))
             state["self"][i] = (k, v)
-            x = x + a.attend(a.heads(a.q, h), k, v, none)
+            x = x + a.attend(a.heads(a.q, h), k, v, None)
             c = layer.cross_att
             q = c.q(layer.norms[1](x)).view(R // g, g, c.h, c.dk).transpose(1, 2)
             x = x + c.attend(q, *state["cross"][i], state["mask"]).reshape(R, 1, self.d)
@@ -282,15 +284,25 @@ def _limits(src_lens: torch.Tensor, a: float, b: int) -> torch.Tensor:
     return (a * src_lens.double() + b).floor().long().clamp(min=1)
 
 
+def _chunks(src: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    """Indices of ``src`` in batches of ``batch_size`` sentences of similar length (sorted by
+    length, ties by position): less padding, and fewer steps run for a batch's short
+    sentences. A sentence's output does not depend on its batch, only the speed does."""
+    if batch_size < 1:
+        raise InputError(f"'batch_size' must be an int >= 1. Got {batch_size}.")
+    order = sorted(range(len(src)), key=lambda i: len(src[i]))
+    return [order[lo:lo + batch_size] for lo in range(0, len(order), batch_size)]
+
+
 @torch.no_grad()
 def greedy(models, src: Sequence[Sequence[int]], max_len_a: float = 1.5, max_len_b: int = 10,
            batch_size: int = 64) -> list[list[int]]:
-    """Greedy translations (token ids, without ``</s>``) of the ``src`` id lists."""
+    """Greedy translations (token ids, without ``</s>``) of the ``src`` id lists, decoded
+    ``batch_size`` sentences of similar length at a time."""
     models = _as_list(models)
     dev = next(models[0].parameters()).device
     out: list[list[int]] = [[] for _ in src]
-    for lo in range(0, len(src), batch_size):
-        chunk = list(range(lo, min(lo + batch_size, len(src))))
+    for chunk in _chunks(src, batch_size):
         x = _pad([[*src[i], EOS] for i in chunk]).to(dev)
         states = [m.start(*m.encode(x)) for m in models]
         limit = _limits((x != PAD).sum(1) - 1, max_len_a, max_len_b)
@@ -316,9 +328,9 @@ def beam_search(models, src: Sequence[Sequence[int]], beam: int = 4, alpha: floa
                 max_len_a: float = 1.5, max_len_b: int = 10, batch_size: int = 64,
                 return_scores: bool = False):
     """Beam-search translations (token ids, without ``</s>``) of the ``src`` id lists, searched
-    ``batch_size`` sentences at a time (see the module docstring); with ``return_scores`` also
-    each output's length-normalised log-probability. A sentence that is done leaves the batch
-    (its rows are dropped), so the others' steps get cheaper."""
+    ``batch_size`` sentences of similar length at a time (see the module docstring); with
+    ``return_scores`` also each output's length-normalised log-probability. A sentence that
+    is done leaves the batch (its rows are dropped), so the others' steps get cheaper."""
     models = _as_list(models)
     if beam < 1:
         raise InputError(f"'beam' must be an int >= 1. Got {beam}.")
@@ -326,8 +338,7 @@ def beam_search(models, src: Sequence[Sequence[int]], beam: int = 4, alpha: floa
     out: list = [None] * len(src)
     K = beam
     rank = torch.arange(2 * K, device=dev)
-    for lo in range(0, len(src), batch_size):
-        chunk = list(range(lo, min(lo + batch_size, len(src))))
+    for chunk in _chunks(src, batch_size):
         B = len(chunk)
         x = _pad([[*src[i], EOS] for i in chunk]).to(dev)
         limit = _limits((x != PAD).sum(1) - 1, max_len_a, max_len_b)
@@ -359,7 +370,6 @@ def beam_search(models, src: Sequence[Sequence[int]], beam: int = 4, alpha: floa
             scores = top_s.gather(1, keep)
             rows = (torch.arange(n, device=dev)[:, None] * K + src_beam.gather(1, keep)).view(-1)
             prefix = torch.cat([prefix[rows], tok.gather(1, keep).view(-1, 1)], 1)
-            states = [reorder(st, rows) for st in states]
             t += 1
             # at its length limit a sentence's open prefixes finish as they are
             at_limit = (n_fin < K) & (t >= limit)
@@ -373,10 +383,13 @@ def beam_search(models, src: Sequence[Sequence[int]], beam: int = 4, alpha: floa
             done = (n_fin >= K) | (t >= limit)
             if bool(done.any()):  # drop the done sentences' rows
                 left = (~done).nonzero()[:, 0]
-                rows = (left[:, None] * K + torch.arange(K, device=dev)).view(-1)
-                prefix, scores = prefix[rows], scores[left]
-                states = [reorder(st, rows, left) for st in states]
+                kept = (left[:, None] * K + torch.arange(K, device=dev)).view(-1)
+                prefix, scores = prefix[kept], scores[left]
+                # the survivors' caches, gathered once (not reordered, then filtered)
+                states = [reorder(st, rows[kept], left) for st in states]
                 alive, n_fin, limit = alive[left], n_fin[left], limit[left]
+            else:
+                states = [reorder(st, rows) for st in states]
         for r, i in enumerate(chunk):
             best = max(finished[r], key=lambda f: f[0])
             out[i] = (best[2], best[0]) if return_scores else best[2]
@@ -390,11 +403,6 @@ def translate(models, subwords, texts: Sequence[str], beam: int = 4, alpha: floa
     ids = subwords.encode(texts)
     if tag is not None:
         ids = [[subwords.tag_id(tag), *x] for x in ids]
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths per batch
-    srt = [ids[i] for i in order]
-    hyp = (greedy(models, srt, batch_size=batch_size, **kw) if beam == 0 else
-           beam_search(models, srt, beam=beam, alpha=alpha, batch_size=batch_size, **kw))
-    out = [""] * len(ids)
-    for i, h in zip(order, subwords.decode(hyp), strict=True):
-        out[i] = h
-    return out
+    hyp = (greedy(models, ids, batch_size=batch_size, **kw) if beam == 0 else
+           beam_search(models, ids, beam=beam, alpha=alpha, batch_size=batch_size, **kw))
+    return subwords.decode(hyp)
