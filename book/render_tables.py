@@ -39,12 +39,13 @@ def render(rows: list[dict], label: str) -> dict[str, str]:
     by_paper: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_paper[r["id"].split(".")[0]].append(r)
-    pages = {}
+    pages = {}  # report-only claims (must_hold false) are marked beside their id
     for paper, items in by_paper.items():
         lines = [f"| claim ({label}) | expected | measured | 95 % CI | holds | s |",
                  "|---|---|---|---|---|---|"]
         for r in sorted(items, key=lambda r: r["id"]):
-            lines.append(f"| `{r['id']}` | {_fmt(r['expected'])} | {_fmt(r['measured'])} | "
+            report_only = "" if r.get("must_hold", True) else " (report-only)"
+            lines.append(f"| `{r['id']}`{report_only} | {_fmt(r['expected'])} | {_fmt(r['measured'])} | "
                          f"{_fmt(r['ci'])} | {_holds(r)} | {r['seconds']:.1f} |")
         pages[paper] = "\n".join(lines) + "\n"
     return pages

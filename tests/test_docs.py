@@ -95,3 +95,19 @@ def test_resolve_finds_attributes_of_modules_and_classes():
     from theorylab.simulations.moe_rates import MoERateStudy
     assert resolve("theorylab.kernels.exo.exo_loss") is exo.exo_loss
     assert resolve("theorylab.simulations.moe_rates.MoERateStudy.name") == MoERateStudy.name
+
+
+def test_verdict_tables_mark_report_only_claims():
+    """book/render_tables.py marks a report-only claim beside its id, and only those."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("render_tables", ROOT / "book" / "render_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    row = {"expected": "CI > 0", "measured": 1.0, "ci": [0.5, 1.5], "status": "holds",
+           "holds": True, "seconds": 0.1}
+    page = module.render([{**row, "id": "x.required"},
+                          {**row, "id": "x.reported", "must_hold": False, "status": "fails",
+                           "holds": False}], "full study")["x"]
+    lines = {ln.split("`")[1]: ln for ln in page.splitlines() if ln.startswith("| `")}
+    assert "(report-only)" in lines["x.reported"] and "**no**" in lines["x.reported"]
+    assert "(report-only)" not in lines["x.required"] and "| yes |" in lines["x.required"]
