@@ -17,14 +17,14 @@ inflate them); CUDA numbers are wall seconds. Prints a table and writes
 
 from __future__ import annotations
 
-import json
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from _torch_bench import torch_bench_args  # benchmarks/_torch_bench.py (run as scripts)
+from _torch_bench import (  # benchmarks/_torch_bench.py (run as scripts)
+    torch_bench_args,
+    write_results,
+)
 
 from theorylab.empirical.driving import batched_sim as S
 from theorylab.empirical.driving import planner as P
@@ -155,12 +155,7 @@ def main():
               f"{r['single_latency_ms']:8.2f} ms   egos in real time {r['egos_in_real_time']:.0f}")
     print(f"LM (d={pl['lm_d_model']}, {pl['lm_params']} parameters) training: "
           f"{pl['lm_train_tokens_per_s']:.0f} tokens/s")
-    meta = dict(python=platform.python_version(), torch=torch.__version__, device=str(dev),
-                threads=torch.get_num_threads(), machine=platform.machine(), quick=args.quick)
-    if args.out is None:
-        args.out = Path(__file__).parent / "results" / ("ad_quick.json" if args.quick else "ad.json")
-    args.out.parent.mkdir(exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, **out}, indent=2) + "\n")
+    write_results(args, dev, "ad", out)
 
 
 if __name__ == "__main__":

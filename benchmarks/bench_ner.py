@@ -12,13 +12,13 @@ on a GPU.
 
 from __future__ import annotations
 
-import json
-import platform
 import time
-from pathlib import Path
 
 import torch
-from _torch_bench import torch_bench_args  # benchmarks/_torch_bench.py (run as scripts)
+from _torch_bench import (  # benchmarks/_torch_bench.py (run as scripts)
+    torch_bench_args,
+    write_results,
+)
 
 from theorylab.empirical.data.conll import load_hironsan
 from theorylab.empirical.ner.acquisition import mc_predict, mc_predict_loop
@@ -137,13 +137,7 @@ def main():
     print(f"  one pass of the pool: embedding layer {bald['embedding_seconds_per_pass']:.3f} s "
           f"(shared), the rest {bald['rest_seconds_per_pass']:.3f} s (per pass): ceiling "
           f"(e + r) / r = {bald['ratio_ceiling']:.2f}x")
-    meta = dict(python=platform.python_version(), torch=torch.__version__, device=str(dev),
-                threads=torch.get_num_threads(), machine=platform.machine(), quick=args.quick)
-    if args.out is None:
-        args.out = Path(__file__).parent / "results" / ("ner_quick.json" if args.quick else "ner.json")
-    args.out.parent.mkdir(exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "train": train_rows, "train_ratio": ratio,
-                                    "bald": bald}, indent=2) + "\n")
+    write_results(args, dev, "ner", {"train": train_rows, "train_ratio": ratio, "bald": bald})
 
 
 if __name__ == "__main__":

@@ -13,14 +13,14 @@ per sentence: ⌊|x| + 5⌋ tokens). Prints a table and writes ``benchmarks/resu
 
 from __future__ import annotations
 
-import json
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from _torch_bench import torch_bench_args  # benchmarks/_torch_bench.py (run as scripts)
+from _torch_bench import (  # benchmarks/_torch_bench.py (run as scripts)
+    torch_bench_args,
+    write_results,
+)
 
 from theorylab.empirical.nmt.corpus import builtin_missing, length_filter, load_corpus
 from theorylab.empirical.nmt.model import (
@@ -106,14 +106,8 @@ def main():
     print(f"greedy (64/batch)       {dec['greedy_sentences_per_s']:8.1f} sent/s  -> "
           f"{dec['greedy_over_batched_beam']:.1f}x the batched beam")
     print(f"training                {tr['tokens_per_s']:8.0f} target tokens/s")
-    meta = dict(python=platform.python_version(), torch=torch.__version__, device=str(dev),
-                threads=torch.get_num_threads(), machine=platform.machine(), quick=args.quick,
-                clock="wall" if dev.type == "cuda" else "process CPU seconds")
-    if args.out is None:
-        args.out = Path(__file__).parent / "results" / ("nmt_quick.json" if args.quick
-                                                        else "nmt.json")
-    args.out.parent.mkdir(exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "decode": dec, "train": tr}, indent=2) + "\n")
+    write_results(args, dev, "nmt", {"decode": dec, "train": tr},
+                  clock="wall" if dev.type == "cuda" else "process CPU seconds")
 
 
 if __name__ == "__main__":
