@@ -86,34 +86,31 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 OUTDIR="${1:-${OUT:-results}}"
 python3 scripts/gpu_check.py --out "$OUTDIR"
+# check "MODULES" "WHY SKIPPED" CMD...: run CMD when Python imports MODULES, else say why it is skipped
+check() {
+    local modules="$1" skipped="$2"
+    shift 2
+    if python3 -c "import $modules" 2>/dev/null; then
+        "$@"
+    else
+        echo "$skipped" >&2
+    fi
+}
 # NER: CNN-CNN-LSTM vs BiLSTM-CRF training throughput and batched vs looped BALD on CUDA
-if python3 -c "import seqeval, hironsan.corpus, sklearn" 2>/dev/null; then
+check "seqeval, hironsan.corpus, sklearn" \
+    "NER check skipped: seqeval / hironsancorpus / scikit-learn missing (--prepare)" \
     python3 benchmarks/bench_ner.py --device cuda --out "$OUTDIR/ner_gpu.json"
-else
-    echo "NER check skipped: seqeval / hironsancorpus / scikit-learn missing (--prepare)" >&2
-fi
 # distributed GNN (Lin et al. survey): the four workflows on a 10^5-node SBM; nccl needs a GPU per
 # rank, so with one GPU P = 1 runs nccl on cuda:0 and P = 2 gloo on the CPU (the output says which)
-if python3 -c "import pymetis" 2>/dev/null; then
+check pymetis "GNN check skipped: pymetis missing (--prepare)" \
     python3 benchmarks/bench_gnn.py --device auto --worlds 1,2 --out "$OUTDIR/gnn_gpu.json"
-else
-    echo "GNN check skipped: pymetis missing (--prepare)" >&2
-fi
 # NMT: batched vs one-at-a-time beam search, greedy, training tokens/s on CUDA
-if python3 -c "import sentencepiece, sacrebleu, django" 2>/dev/null; then
+check "sentencepiece, sacrebleu, django" \
+    "NMT check skipped: sentencepiece / sacrebleu / django missing (--prepare)" \
     python3 benchmarks/bench_nmt.py --device cuda --out "$OUTDIR/nmt_gpu.json"
-else
-    echo "NMT check skipped: sentencepiece / sacrebleu / django missing (--prepare)" >&2
-fi
 # Driving (Gao et al. survey): LM planner training throughput and constrained decoding on CUDA
-if python3 -c "import numba" 2>/dev/null; then
+check numba "driving check skipped: numba missing" \
     python3 benchmarks/bench_ad.py --device cuda --planner-only --out "$OUTDIR/ad_gpu.json"
-else
-    echo "driving check skipped: numba missing" >&2
-fi
 # power: GNN/MLP surrogate training and batched inference on CUDA against pp.runpp (CPU)
-if python3 -c "import pandapower" 2>/dev/null; then
+check pandapower "power check skipped: pandapower missing (--prepare)" \
     python3 benchmarks/bench_power_gpu.py --device cuda --out "$OUTDIR/power_gpu.json"
-else
-    echo "power check skipped: pandapower missing (--prepare)" >&2
-fi
