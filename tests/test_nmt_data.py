@@ -245,17 +245,23 @@ def test_parse_pair_rejects_malformed():
             parse_pair(bad)
 
 
+def _cli_error_line(store, pair: str) -> str:
+    """`theorylab run nmt-adapt --quick` on domain pair ``pair``: it must exit non-zero with
+    exactly one line on stderr, which is returned."""
+    r = subprocess.run([sys.executable, "-m", "theorylab.cli", "run", "nmt-adapt", "--quick",
+                        "--store", str(store), "--set", f'pairs=["{pair}"]'],
+                       capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode != 0 and len(lines) == 1, r.stderr
+    return lines[0]
+
+
 def test_cli_bad_bitext_exits_non_zero_writes_nothing(tmp_path):
     (tmp_path / "a.en").write_text("a\nb\nc\n")
     (tmp_path / "a.es").write_text("x\ny\n")
     store = tmp_path / "s.sqlite"
-    r = subprocess.run([sys.executable, "-m", "theorylab.cli", "run", "nmt-adapt", "--quick",
-                        "--store", str(store), "--set",
-                        f'pairs=["{tmp_path}/a.en,{tmp_path}/a.es>django"]'],
-                       capture_output=True, text=True, timeout=300)
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert r.returncode != 0 and len(lines) == 1, r.stderr
-    assert f"{tmp_path / 'a.en'}:3:" in lines[0] and "not line-aligned" in lines[0]
+    line = _cli_error_line(store, f"{tmp_path}/a.en,{tmp_path}/a.es>django")
+    assert f"{tmp_path / 'a.en'}:3:" in line and "not line-aligned" in line
     assert not store.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["a.en", "a.es"]
 
 
@@ -272,11 +278,6 @@ def test_cli_corrupt_sword_copy_exits_non_zero_writes_nothing(tmp_path):
     raw[len(raw) // 2: len(raw) // 2 + 64] = b"\0" * 64  # inside a block that verses use
     text.write_bytes(bytes(raw))
     store = tmp_path / "s.sqlite"
-    r = subprocess.run([sys.executable, "-m", "theorylab.cli", "run", "nmt-adapt", "--quick",
-                        "--store", str(store), "--set",
-                        f'pairs=["bible@{tmp_path / "sword"}>django"]'],
-                       capture_output=True, text=True, timeout=300)
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert r.returncode != 0 and len(lines) == 1, r.stderr
-    assert lines[0].startswith(f"error: {text}: corrupt SWORD module"), lines[0]
+    line = _cli_error_line(store, f"bible@{tmp_path / 'sword'}>django")
+    assert line.startswith(f"error: {text}: corrupt SWORD module"), line
     assert not store.exists()
